@@ -1,0 +1,6 @@
+"""`raylab demo` commands (being written)."""
+from __future__ import annotations
+
+
+def register(subparsers, common) -> None:
+    return None

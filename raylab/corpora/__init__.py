@@ -1,0 +1,1 @@
+"""Corpus readers: IEMOCAP, the synthetic demo corpus (IEMOCAP layout), generic CSV manifests."""

@@ -1,0 +1,1 @@
+"""Corpus fixtures (written with the data layer)."""

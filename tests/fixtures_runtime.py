@@ -1,0 +1,29 @@
+"""Runtime fixtures: one local Ray for the whole session, an MLflow store in a temporary folder."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs, started once per test session (each start costs seconds)."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, object_store_memory=512 * 1024 * 1024)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """A fresh results folder with its own SQLite MLflow store."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    monkeypatch.setenv("RAYLAB_RESULTS", str(folder))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return folder
