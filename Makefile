@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The main job on the built-in demo corpus, command by command, as a user would type it.
+RAYLAB := $(VENV)/bin/raylab --results $(DEMO_RESULTS)
 demo: setup
-	$(VENV)/bin/raylab --results $(DEMO_RESULTS) demo
+	$(RAYLAB) data info
 
 test: setup
 	$(PY) -m pytest -q

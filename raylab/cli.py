@@ -22,7 +22,6 @@ COMMAND_MODULES = (
     "raylab.commands.tune",
     "raylab.commands.report",
     "raylab.commands.doctor",
-    "raylab.commands.demo",
 )
 
 
@@ -48,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     for plugin in entry_points(group="raylab.commands"):
         try:
             register = plugin.load()
-        except ImportError:  # the plugin's package is not installed here: its commands are absent
-            continue
+        except ModuleNotFoundError as err:
+            if err.name and plugin.module.startswith(err.name):
+                continue  # the plugin's package is not installed here: its commands are absent
+            raise
         register(subparsers, common)
     return parser
 

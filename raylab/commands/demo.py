@@ -1,6 +1,0 @@
-"""`raylab demo` commands (being written)."""
-from __future__ import annotations
-
-
-def register(subparsers, common) -> None:
-    return None
