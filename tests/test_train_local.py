@@ -1,0 +1,126 @@
+"""`raylab train ARCH --local` end to end on the demo fixture corpus, tracked in MLflow."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from raylab.cli import main
+from tests.test_models import one_thread  # noqa: F401  (fixture)
+
+TOY = ["--set", "conv1_filters=2", "--set", "conv1_kernel=8", "--set", "pool1=16",
+       "--set", "conv2_filters=4", "--set", "conv2_kernel=4", "--set", "pool2=8",
+       "--set", "conv3_filters=4", "--set", "conv3_kernel=8", "--set", "pool3=8",
+       "--set", "hidden1=16", "--set", "hidden2=8", "--set", "lr=1.0e-2"]
+
+
+def test_train_local_runs_end_to_end_and_tracks_in_mlflow(demo_dataset, results, capsys):
+    from mlflow import MlflowClient
+
+    from raylab.checkpoint import load_model
+    from raylab.tracking import tracking_uri
+
+    code = main(["--results", str(results), "train", "elor", "--local", "--data", str(demo_dataset),
+                 "--epochs", "2", *TOY])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "epoch 1/2" in out and "epoch 2/2" in out  # not a terminal: one line per epoch
+    assert "elor on test speaker Ses03F" in out and "arousal" in out and "MLflow run" in out
+    run_dir = results / "elor-local-Ses03F"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["kind"] == "train-local" and info["arch"] == "elor" and info["folds"] == ["Ses03F"]
+    assert info["dataset"] == str(demo_dataset.resolve()) and info["evaluator"] == "E2" and info["windows"] > 100
+    fold = run_dir / "folds" / "Ses03F"
+    for name in ("checkpoint.pt", "predictions.parquet", "metrics.json", "split.json",
+                 "confusion_valence.png", "confusion_arousal.png"):
+        assert (fold / name).exists(), name
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["arch"] == "elor" and config["params"]["conv1_filters"] == 2 and config["params"]["lr"] == 0.01
+    assert config["params"]["input_samples"] == 96_000 and config["params"]["batch_size"] == 15  # Table 1
+    model, ck = load_model(fold / "checkpoint.pt")
+    assert ck["name"] == "elor" and ck["window_samples"] == 96_000 and ck["extra"]["fold"] == "Ses03F"
+
+    client = MlflowClient(tracking_uri(results))
+    run = client.get_run(info["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["raylab.run_dir"] == str(run_dir) and run.data.tags["raylab.kind"] == "train-local"
+    assert run.data.tags["raylab.arch"] == "elor"
+    params = run.data.params
+    assert params["lr"] == "0.01" and params["conv1_filters"] == "2" and params["fold"] == "Ses03F"
+    assert params["input_samples"] == "96000" and params["update"] == "alternate"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_arousal_uar")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert {"test_valence_war", "test_arousal_uar", "test_arousal_f1"} <= set(run.data.metrics)
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "run.json", "folds"} <= top
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "folds/Ses03F")}
+    assert {"folds/Ses03F/checkpoint.pt", "folds/Ses03F/confusion_arousal.png",
+            "folds/Ses03F/predictions.parquet"} <= logged
+
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_config_file_round_trip_and_no_tracking(tmp_path, results, capsys):
+    from tests.test_training import make_tone_dataset
+
+    data = make_tone_dataset(tmp_path / "tones", per_speaker=10)
+    small = ["--set", "conv1_filters=4", "--set", "conv1_kernel=16", "--set", "pool2=4",
+             "--set", "pool3=4", "--set", "hidden1=8", "--set", "hidden2=4"]
+    assert main(["--results", str(results), "train", "elor", "--local", "--data", str(data),
+                 "--epochs", "1", "--no-track", "--name", "first", *small]) == 0
+    config = results / "first" / "config.yaml"
+    assert main(["--results", str(results), "train", "elor", "--local", "--data", str(data),
+                 "--config", str(config), "--no-track", "--name", "again", "--fold", "Ses01M",
+                 "--update", "joint", "--set", "lr=0.02"]) == 0
+    again = json.loads((results / "again" / "run.json").read_text())
+    assert again["mlflow_run_id"] is None and again["folds"] == ["Ses01M"]
+    params = yaml.safe_load((results / "again" / "config.yaml").read_text())["params"]
+    assert (params["conv1_filters"], params["hidden2"], params["epochs"]) == (4, 4, 1)
+    assert params["update"] == "joint" and params["lr"] == 0.02
+    assert not (results / "mlflow.db").exists()
+    capsys.readouterr()
+    assert main(["--results", str(results), "train", "ftr", "--local", "--data", str(data),
+                 "--config", str(config), "--no-track"]) == 1
+    assert "arch: the file is for 'elor', not 'ftr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "elor", "--local", "--set", "colour=red"], "unknown parameter(s) for elor: colour; valid:"),
+    (["train", "elor", "--local", "--set", "lr"], "--set 'lr': expected KEY=VALUE"),
+    (["train", "resnet", "--local"], "unknown network 'resnet'; expected one of elor, lom, ftr, elor_ftr"),
+    (["train", "elor", "--local", "--fold", "Ses09X", "--no-track", "--epochs", "1"],
+     "--fold Ses09X: no windows of this speaker in"),
+    (["train", "elor", "--fold", "Ses01F"], "--fold picks the test speaker of --local"),
+])
+def test_bad_input_is_one_line_error(argv, message, demo_dataset, results, capsys):
+    assert main(["--results", str(results), *argv, "--data", str(demo_dataset), *TOY]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
+    import io
+
+    from raylab.commands.train import EpochPrinter, parse_sets
+    from raylab.training import EpochReport
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    report = EpochReport(1, 2.5, {"valence_war": 0.3, "arousal_war": 0.4, "valence_uar": 0.2,
+                                  "arousal_uar": 0.25}, 0.01, 1.5)
+    tty = Terminal()
+    printer = EpochPrinter(2, tty)
+    for done in (1, 2, 3):
+        printer.batch(done, 3)
+    printer.epoch_done(report)
+    assert "epoch 1/2" in tty.getvalue() and "3/3" in tty.getvalue() and "UAR v 0.200 a 0.250" in tty.getvalue()
+    plain = io.StringIO()
+    printer = EpochPrinter(2, plain)
+    printer.batch(1, 3)
+    printer.epoch_done(report)
+    assert plain.getvalue() == ("epoch 1/2  loss 2.500  val WAR v 0.300 a 0.400  UAR v 0.200 a 0.250  (1.5 s)\n")
+    assert parse_sets(["lr=1.0e-3", "update=joint", "amp=false", "batch_size=15"]) == {
+        "lr": 1e-3, "update": "joint", "amp": False, "batch_size": 15}
