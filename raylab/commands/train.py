@@ -135,4 +135,4 @@ def run(args: argparse.Namespace) -> int:
                           address=args.address, results=results, track=args.track, seed=cfg.seed,
                           max_failures=args.max_failures, device=args.device)
     print(result.render())
-    return 0
+    return result.exit_code

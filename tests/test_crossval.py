@@ -1,0 +1,224 @@
+"""Ten-fold training on Ray Train: a two-fold run of a toy ELoR on the demo dataset (local Ray, 2
+CPUs), its outputs, pooled figures against scikit-learn, MLflow runs, faults and resume, the
+leakage guard, and `raylab report` over it. Each TorchTrainer start costs seconds, so one run is
+shared by most tests and the fault/resume test adds two single-fold runs."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from raylab import DIMENSIONS
+from raylab.errors import ConfigError, DataError
+
+TOY = dict(conv1_filters=4, conv1_kernel=40, pool1=8, conv2_filters=4, conv2_kernel=8, pool2=8,
+           conv3_filters=4, conv3_kernel=8, pool3=8, hidden1=16, hidden2=8, epochs=1,
+           batch_size=16, lr=0.01)
+RESOURCES = dict(cpus_per_worker=0.5, max_failures=0)  # two one-worker folds fit in 2 CPUs at once
+
+
+@pytest.fixture(scope="module")
+def tenfold(ray_local, demo_dataset, tmp_path_factory):
+    """`raylab train elor` on two folds (toy size, 1 epoch) on Ray Train, tracked in a SQLite
+    MLflow store: what it printed, and what it wrote."""
+    from raylab.cli import main
+    from raylab.dataset import load_dataset
+
+    results = tmp_path_factory.mktemp("crossval") / "results"
+    folds = load_dataset(demo_dataset, audio=False).speakers[:3]
+    sets = [arg for key, value in TOY.items() for arg in ("--set", f"{key}={value}")]
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("RAYLAB_STORAGE", raising=False)
+        code = main(["--results", str(results), "train", "elor", "--data", str(demo_dataset),
+                     "--folds", ",".join(folds[:2]), "--cpus-per-worker", "0.5",
+                     "--max-failures", "0", *sets])
+    run_dir = results / "elor-tenfold"
+    run = json.loads((run_dir / "run.json").read_text())
+    return SimpleNamespace(code=code, text=printed.getvalue(), results=results, run_dir=run_dir,
+                           name=run_dir.name, run=run, trained=run["completed"], spare=folds[2],
+                           summary=json.loads((run_dir / "summary.json").read_text()),
+                           tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
+
+
+def _pooled_predictions(run_dir) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(p) for p in sorted(run_dir.glob("folds/*/predictions.parquet"))])
+
+
+def test_each_fold_writes_its_outputs_and_fold_file(tenfold):
+    assert tenfold.code == 0 and len(tenfold.trained) == 2
+    run = tenfold.run
+    assert run["kind"] == "crossval" and run["arch"] == "elor" and run["evaluator"] == "E2"
+    assert run["folds"] == tenfold.trained and run["failed"] == {} and run["mlflow_run_id"]
+    assert yaml.safe_load((tenfold.run_dir / "config.yaml").read_text())["params"]["epochs"] == 1
+    for fold in run["folds"]:
+        folder = tenfold.run_dir / "folds" / fold
+        for name in ("checkpoint.pt", "predictions.parquet", "metrics.json", "split.json",
+                     "confusion_valence.png", "confusion_arousal.png"):
+            assert (folder / name).stat().st_size > 0, name
+        predictions = pd.read_parquet(folder / "predictions.parquet")
+        assert list(predictions.columns) == ["window_id", "utterance_id", "speaker", "fold",
+                                             "dimension", "target", "predicted",
+                                             *(f"prob_{k}" for k in range(5))]
+        assert set(predictions["fold"]) == set(predictions["speaker"]) == {fold}
+        assert set(predictions["dimension"]) == set(DIMENSIONS)
+        split = json.loads((folder / "split.json").read_text())
+        assert split["leakage_check"] == "passed" and split["speakers"][fold] == "test"
+        ids = {part: set(split["window_ids"][part]) for part in ("train", "val", "test")}
+        assert ids["test"] == set(predictions["window_id"])
+        assert not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+        assert set(split["train_majority"]) == set(DIMENSIONS)
+        assert json.loads((folder / "metrics.json").read_text())["fold"] == fold
+    for name in ("summary.json", "table.md", "confusion_pooled_arousal.png"):
+        assert (tenfold.run_dir / name).exists(), name
+    assert (tenfold.results / "ray" / f"{tenfold.name}-{tenfold.trained[0]}").is_dir()  # Ray storage
+
+
+def test_pooled_figures_equal_scikit_learn_on_the_predictions(tenfold):
+    predictions = _pooled_predictions(tenfold.run_dir)
+    summary = json.loads((tenfold.run_dir / "summary.json").read_text())
+    text = tenfold.text
+    for dim in DIMENSIONS:
+        part = predictions[predictions["dimension"] == dim]
+        war = accuracy_score(part["target"], part["predicted"])
+        uar = balanced_accuracy_score(part["target"], part["predicted"])
+        assert summary["pooled"][dim]["war"] == pytest.approx(war)
+        assert summary["pooled"][dim]["uar"] == pytest.approx(uar)
+        assert f"{war:.3f}" in text and f"{uar:.3f}" in text
+        majority = {f: json.loads((tenfold.run_dir / "folds" / f / "split.json").read_text())
+                    ["train_majority"][dim] for f in tenfold.trained}
+        constant = part["fold"].map(majority)
+        assert summary["baselines"]["most_frequent"][dim]["war"] == \
+            pytest.approx(accuracy_score(part["target"], constant))
+    assert summary["windows"] == predictions["window_id"].nunique()
+    assert "pooled over the test folds" in text and "random guessing" in text
+
+
+def test_fold_checkpoint_rebuilds_the_network(tenfold):
+    from raylab.checkpoint import load_model
+
+    model, info = load_model(tenfold.run_dir / "folds" / tenfold.trained[0] / "checkpoint.pt")
+    assert type(model).__name__ == "ELoR" and model.config["conv1_filters"] == 4
+
+
+def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tenfold.tracking_uri)
+    parent = client.get_run(tenfold.run["mlflow_run_id"])
+    assert parent.data.tags["raylab.kind"] == "crossval"
+    assert parent.data.tags["raylab.run_dir"] == str(tenfold.run_dir)
+    assert parent.data.metrics["pooled_arousal_war"] == \
+        pytest.approx(tenfold.summary["pooled"]["arousal"]["war"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"table.md", "summary.json", "confusion_pooled_arousal.png",
+            "confusion_pooled_valence.png"} <= artifacts
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["raylab.fold"] for c in children) == sorted(tenfold.trained)
+    assert all("train_loss" in c.data.metrics for c in children)
+
+
+def test_leakage_guard_fires_on_a_split_forced_to_leak():
+    from raylab.crossval_ray import check_fold
+    from raylab.folds import FoldSplit, fold_split
+
+    speakers = np.array(["A"] * 4 + ["B"] * 4 + ["C"] * 4)
+    good = fold_split(speakers, "A", seed=0)
+    check_fold(good, speakers, None)
+    leaky = FoldSplit("A", np.append(good.train_idx, 0), good.val_idx, good.test_idx)
+    with pytest.raises(DataError, match="leakage: 1 windows of test speaker A in train"):
+        check_fold(leaky, speakers, None)
+    leaky_val = FoldSplit("A", good.train_idx, np.append(good.val_idx, 1), good.test_idx)
+    with pytest.raises(DataError, match="in validation"):
+        check_fold(leaky_val, speakers, None)
+    strangers = pd.DataFrame({"speaker": ["A", "B"]})
+    with pytest.raises(DataError, match="test predictions of speakers B"):
+        check_fold(good, speakers, strangers)
+
+
+def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfold, tmp_path,
+                                                                          monkeypatch):
+    """An interrupted run (one fold's outputs gone) resumed with a third fold that fails on every
+    attempt: the missing fold is trained, the finished one is not, the failed one is retried, then
+    reported, and the others are pooled without it. One Ray run, two folds at once, each fold
+    data-parallel (DDP) over two workers."""
+    from mlflow import MlflowClient
+
+    from raylab.crossval import run_crossval
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    results = tmp_path / "results"  # a copy of the run folder, with a store of its own
+    run_dir = results / tenfold.name
+    shutil.copytree(tenfold.run_dir, run_dir)
+    kept, lost = tenfold.trained
+    shutil.rmtree(run_dir / "folds" / lost)
+    kept_file = run_dir / "folds" / kept / "predictions.parquet"
+    kept_mtime = kept_file.stat().st_mtime_ns
+
+    with pytest.raises(ConfigError, match="pass --resume"):
+        run_crossval("elor", None, TOY, results=results, **RESOURCES)
+    result = run_crossval("elor", None, None, folds=[kept, lost, tenfold.spare], resume=True,
+                          results=results, workers_per_fold=2, cpus_per_worker=0.45,
+                          max_failures=1, fail_folds=[tenfold.spare])
+    assert result.trained == [lost] and result.skipped == [kept]
+    assert kept_file.stat().st_mtime_ns == kept_mtime  # the finished fold was not trained again
+    assert list(result.failed) == [tenfold.spare] and "fault injected" in result.failed[tenfold.spare]
+    assert result.exit_code == 1
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["failed"] == result.failed and run["completed"] == sorted([kept, lost])
+    assert result.summary["folds"] == sorted([kept, lost])  # pooled over the folds that finished
+    text = result.render()
+    assert f"FAILED fold {tenfold.spare}: " in text and "--resume" in text
+    for fold in (kept, lost):
+        old = json.loads((tenfold.run_dir / "folds" / fold / "split.json").read_text())
+        new = json.loads((run_dir / "folds" / fold / "split.json").read_text())
+        assert new["window_ids"] == old["window_ids"]  # same seed: the same split
+    client = MlflowClient(result.tracking_uri)
+    children = client.search_runs(
+        [client.get_run(run["mlflow_run_id"]).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{run['mlflow_run_id']}'")
+    assert [c.data.tags["raylab.fold"] for c in children] == [lost]  # only the lost fold ran
+    assert children[0].data.params["workers"] == "2" and "train_loss" in children[0].data.metrics
+
+
+def test_report_renders_rows_for_two_networks(tenfold, capsys):
+    from raylab.cli import main
+    from tests.test_report import fake_run
+
+    results = tenfold.run_dir.parent
+    fake_run(results, "ftr-tenfold", "ftr", seed=5)
+    assert main(["--results", str(results), "report", "--runs", tenfold.name, "ftr-tenfold"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    elor = tenfold.summary["pooled"]
+    assert rows[1].startswith(f"| ELoR | {elor['arousal']['war']:.3f} (0.524) | "
+                              f"{elor['arousal']['uar']:.3f} (0.394) | "
+                              f"{elor['valence']['war']:.3f} (0.429)")
+    assert f"| {tenfold.name} | {tenfold.run['dataset']} | E2 | {tenfold.summary['windows']} | 2 |" \
+        in rows[1]
+    assert rows[2].startswith("| FTR | ") and rows[3].startswith("| Random guessing |")
+
+
+def test_bad_requests_fail_before_ray_starts(demo_dataset, tmp_path):
+    from raylab.crossval import run_crossval
+
+    results = tmp_path / "results"
+    with pytest.raises(ConfigError, match="--folds Ses09X: no such speaker.*Ses01F"):
+        run_crossval("elor", demo_dataset, TOY, folds=["Ses09X"], results=results)
+    with pytest.raises(ConfigError, match="--workers-per-fold 0"):
+        run_crossval("elor", demo_dataset, TOY, workers_per_fold=0, results=results)
+    with pytest.raises(ConfigError, match="unknown network"):
+        run_crossval("resnet", demo_dataset, TOY, results=results)
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        run_crossval("elor", demo_dataset, {"nope": 1}, results=results)
+    with pytest.raises(ConfigError, match="--name"):
+        run_crossval("elor", demo_dataset, TOY, name="../x", results=results)
