@@ -1,0 +1,136 @@
+"""The TPE search on a local Ray: the paper's point first, MLflow runs, resume, failed trials."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from ray.tune import Callback
+
+from raylab.errors import ConfigError
+from raylab.search import run_search
+from raylab.training import PAPER_HPARAMS, load_params_file
+
+SPACES = Path(__file__).parent / "data" / "search_spaces"
+TINY = SPACES / "ok_tiny_elor.yaml"      # 3 trials of 2 epochs of a toy ELoR
+FAILING = SPACES / "ok_failing_trial.yaml"  # its first point cannot be built
+
+
+class InterruptAfter(Callback):
+    """Sends the driver the signal Ray Tune treats as Ctrl-C once `n` trials have finished.
+
+    The condition counts finished trials of the whole search, so the copy of this callback that
+    `Tuner.restore` brings back does not fire again in the resumed search.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if sum(t.status == "TERMINATED" or t is trial for t in trials) == self.n:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def _runs(results: Path) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client, client.search_runs(ids)
+
+
+def test_search_resumes_to_the_budget_and_tracks_each_trial_once(ray_local, demo_dataset,
+                                                                  results):
+    # two trials at once; Ctrl-C (as Tune receives it) when the first finishes, the second may
+    # be cut off in the middle
+    first = run_search("elor", str(demo_dataset), TINY, results=results, name="tiny",
+                       callbacks=[InterruptAfter(1)])
+    assert not first.complete and 1 <= len(first.trials) <= 2
+    assert any(t.status == "FINISHED" for t in first.trials)
+    paper = PAPER_HPARAMS["elor"]
+    searched = ("batch_size", "lr", "lr_decay", "momentum", "l2")
+    # the first trial proposed is the paper's configuration (Table 1)
+    assert {k: first.trials[0].params[k] for k in searched} == {k: paper[k] for k in searched}
+    with pytest.raises(ConfigError, match="a search named 'tiny' exists"):
+        run_search("elor", str(demo_dataset), TINY, results=results, name="tiny")
+
+    done = run_search("elor", None, resume=True, results=results, name="tiny")
+    assert done.complete and len(done.trials) == 3
+    assert len({t.trial_id for t in done.trials}) == 3
+    assert all(t.status == "FINISHED" and t.epochs == 2 for t in done.trials)
+    for before in (t for t in first.trials if t.status == "FINISHED"):
+        after = next(t for t in done.trials if t.trial_id == before.trial_id)
+        assert after.value == before.value and after.params == before.params
+    assert done.mlflow_run_id == first.mlflow_run_id
+    assert [t.trial_id for t in done.trials[:len(first.trials)]] == \
+        [t.trial_id for t in first.trials]
+    # the restored searcher did not propose the paper's point again
+    assert sum(all(t.params[k] == paper[k] for k in searched) for t in done.trials) == 1
+
+    client, runs = _runs(results)
+    parents = [r for r in runs if r.data.tags.get("raylab.kind") == "search"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.mlflow_run_id]
+    assert [p.info.run_id for p in parents] == [first.mlflow_run_id]
+    assert parents[0].info.status == "FINISHED"
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    # one finished child per trial: no finished trial ran again after the resume; a trial the
+    # interruption cut off left a KILLED child and ran again
+    assert sorted(r.data.tags["raylab.trial_id"] for r in finished) == \
+        sorted(t.trial_id for t in done.trials)
+    assert all(r.info.status == "KILLED" for r in children if r not in finished)
+    for child in finished:
+        trial = next(t for t in done.trials if t.trial_id == child.data.tags["raylab.trial_id"])
+        history = client.get_metric_history(child.info.run_id, "val_acc_mean")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert child.data.metrics["final_val_acc_mean"] == trial.value
+        assert not any(k.startswith("test_") for k in child.data.metrics)
+        assert float(child.data.params["lr"]) == trial.params["lr"]
+
+    run_dir = results / "tiny"
+    assert done.best_file == run_dir / "best.yaml"
+    assert load_params_file(done.best_file, "elor") == done.ranked()[0].params
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["kind"] == "search" and info["arch"] == "elor" and info["num_samples"] == 3
+    assert info["mlflow_run_id"] == first.mlflow_run_id and info["complete"] is True
+    assert info["dataset"] == str(Path(demo_dataset).resolve())
+    assert info["test_speaker"] == "Ses01F"
+    artifacts = {a.path for a in client.list_artifacts(first.mlflow_run_id)}
+    assert {"best.yaml", "search_space.yaml"} <= artifacts
+
+
+def test_failing_trial_is_recorded_while_the_others_finish(ray_local, demo_dataset, results):
+    result = run_search("elor", str(demo_dataset), FAILING, results=results, name="failing",
+                        max_failures=1)
+    assert result.complete and len(result.trials) == 3
+    failed = [t for t in result.trials if t.status == "FAILED"]
+    assert len(failed) == 1 and failed[0].params["pool1"] == 100_000
+    assert "ConfigError" in failed[0].error and "nothing left of the 96000 steps" in failed[0].error
+    assert sum(t.status == "FINISHED" for t in result.trials) == 2
+    assert result.best.params["pool1"] != 100_000
+
+    _, runs = _runs(results)
+    attempts = [r for r in runs if r.data.tags.get("raylab.trial_id") == failed[0].trial_id]
+    assert len(attempts) == 2  # the first try and one retry (max_failures=1)
+    assert all(r.info.status == "FAILED" and "nothing left" in r.data.tags["raylab.error"]
+               for r in attempts)
+
+
+def test_resume_without_a_search_is_an_error(results):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_search("elor", None, resume=True, results=results, name="never-ran")
+
+
+@pytest.mark.gpu
+def test_two_trials_share_one_gpu(ray_local, demo_dataset, results):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    result = run_search("elor", str(demo_dataset), TINY, results=results, name="gpu",
+                        num_samples=2, gpus_per_trial=0.5)
+    assert result.complete and all(t.status == "FINISHED" for t in result.trials)
+    _, runs = _runs(results)
+    trials = [r for r in runs if r.data.tags.get("raylab.kind") == "trial"]
+    assert len(trials) == 2 and all(r.data.tags["raylab.device"] == "cuda" for r in trials)
