@@ -1,0 +1,112 @@
+"""`raylab analyze saliency|generalize|sanity`, plugged into the raylab CLI through the
+`raylab.commands` entry point (pyproject.toml), so that raylab never imports this package."""
+from __future__ import annotations
+
+import argparse
+
+from raylab.errors import ConfigError
+
+METHOD_CHOICES = ("guided", "gradient", "integrated")
+
+
+def _target(args):
+    from analysis.runs import resolve
+    from raylab.settings import results_dir
+
+    return resolve(args.run, args.fold, getattr(args, "data", None), results_dir(args.results))
+
+
+def _device(args) -> str:
+    from raylab.settings import pick_device
+
+    return pick_device(args.device)
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"--{name} {value}: expected a number > 0")
+
+
+def saliency(args) -> int:
+    from analysis.saliency import format_summary, run_saliency
+
+    if args.windows is not None:
+        _positive("windows", args.windows)
+    summary = run_saliency(_target(args), args.method, args.windows, args.out, args.batch_size,
+                           _device(args), args.figures, track=not args.no_track)
+    print(format_summary(summary))
+    return 0
+
+
+def generalize(args) -> int:
+    from analysis.generalize import format_summary, run_generalize
+
+    for name in ("lr", "init_scale"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    if args.l2 < 0 or args.steps < 0:
+        raise ConfigError(f"--l2 {args.l2} --steps {args.steps}: expected numbers >= 0")
+    summary = run_generalize(_target(args), args.steps, args.l2, args.lr, args.init, args.seed,
+                             args.init_scale, args.out, _device(args), track=not args.no_track)
+    print(format_summary(summary))
+    return 0
+
+
+def sanity(args) -> int:
+    from analysis.sanity import format_summary, run_sanity
+
+    _positive("windows", args.windows)
+    if args.epochs is not None:
+        _positive("epochs", args.epochs)
+    summary = run_sanity(_target(args), tuple(args.methods), args.windows, args.epochs,
+                         not args.no_permuted, args.seed, args.out, args.batch_size,
+                         _device(args), args.train_windows, track=not args.no_track)
+    print(format_summary(summary))
+    return 0
+
+
+def register(subparsers, common) -> None:
+    analyze = subparsers.add_parser(
+        "analyze", parents=[common], help="explain a trained network: saliency, generalized "
+        "input signals, sanity checks (paper section 2.3)")
+    commands = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--run", required=True, metavar="RUN",
+                        help="MLflow run id, training results folder (with run.json) or checkpoint")
+    shared.add_argument("--fold", metavar="SPEAKER",
+                        help="which fold's network and test windows (default Ses03F, else the first)")
+    shared.add_argument("--data", metavar="D", help="dataset folder (default: the run's, else demo)")
+    shared.add_argument("--out", metavar="DIR",
+                        help="output folder (default <run_dir>/analysis/<command>-<fold>)")
+    shared.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    shared.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+    p = commands.add_parser("saliency", parents=[common, shared],
+                            help="saliency maps, amplitude/saliency correlations, Figure 4")
+    p.add_argument("--method", choices=METHOD_CHOICES, default="guided",
+                   help="guided backpropagation (the paper's), plain gradient or integrated gradients")
+    p.add_argument("--windows", type=int, metavar="N", help="analyse N test windows (default all)")
+    p.add_argument("--figures", type=int, default=3, help="Figure 4 for the N loudest windows")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=saliency)
+
+    p = commands.add_parser("generalize", parents=[common, shared],
+                            help="generalized input signals (eq. 4), Figure 5 and Table 6")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--l2", type=float, default=1.0e-3, help="λ of eq. (4)")
+    p.add_argument("--lr", type=float, default=1.0e-3, help="Adam step size")
+    p.add_argument("--init", choices=("noise", "mean"), default="noise")
+    p.add_argument("--init-scale", type=float, default=0.01, help="std of the initial noise")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=generalize)
+
+    p = commands.add_parser("sanity", parents=[common, shared],
+                            help="randomisation checks of the saliency methods (Adebayo et al. 2018)")
+    p.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=list(METHOD_CHOICES))
+    p.add_argument("--windows", type=int, default=16, help="test windows compared")
+    p.add_argument("--epochs", type=int, help="permuted-label training epochs (default: the run's)")
+    p.add_argument("--train-windows", type=int, metavar="N",
+                   help="train the permuted-label network on N windows only (default all)")
+    p.add_argument("--no-permuted", action="store_true", help="skip the permuted-label network")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=sanity)

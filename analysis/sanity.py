@@ -1,0 +1,195 @@
+"""Sanity checks for saliency maps (Adebayo et al. 2018, "Sanity checks for saliency maps").
+
+A map that explains the network must change when the network's weights change. Two tests:
+- cascading randomisation: re-initialise the layers one by one from the top (each head's output
+  layer, then its hidden layers, then conv3, conv2, conv1; PyTorch's default initialisation,
+  seeded; batch-norm statistics kept), recomputing the maps after each step;
+- a network trained on permuted labels (the run's architecture and settings, briefly).
+At each step: the Spearman rank correlation between |original map| and |new map| per window,
+averaged over windows, with the target class fixed to the original network's prediction. A method
+whose correlation stays high after the whole network is random does not depend on the weights
+(guided backpropagation is known to behave so on images; this reports what it does here).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from analysis.acoustics import to_markdown
+from analysis.saliency import HEADS, METHODS, Method, compute_maps
+
+SENSITIVE_BELOW = 0.5  # mean rank correlation under which a map is said to depend on the weights
+INSENSITIVE_HINTS = {
+    "guided": " (guided backpropagation's known failure: Adebayo et al. 2018)",
+    "integrated": " (it multiplies the gradient by the input, whose magnitudes then dominate)"}
+
+
+def layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """Layers to randomise, top first: the k-th last Linear of every head together ("output",
+    "hidden2", "hidden1"), then the trunk's convolutions from the last to the first."""
+    per_head = [[m for m in head.modules() if isinstance(m, nn.Linear)]
+                for head in model.heads.values()]
+    depth = max(len(layers) for layers in per_head)
+    groups = []
+    for k in range(1, depth + 1):
+        name = "output" if k == 1 else f"hidden{depth - k + 1}"
+        groups.append((name, [layers[-k] for layers in per_head if len(layers) >= k]))
+    in_heads = {id(m) for m in model.heads.modules()}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv1d) and id(m) not in in_heads]
+    for i in range(len(convs), 0, -1):
+        groups.append((f"conv{i}", [convs[i - 1]]))
+    return groups
+
+
+def rank_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman ρ between |a[i]| and |b[i]| for every row i (NaN where a row is constant)."""
+    from scipy.stats import spearmanr
+
+    out = np.full(len(a), np.nan)
+    for i in range(len(a)):
+        if np.ptp(np.abs(a[i])) > 0 and np.ptp(np.abs(b[i])) > 0:
+            out[i] = spearmanr(np.abs(a[i]), np.abs(b[i])).statistic
+    return out
+
+
+def _compare(model: nn.Module, inputs: dict[str, np.ndarray], methods: dict[str, str | Method],
+             originals: dict, targets: dict, step: str, batch_size: int, device: str) -> list[dict]:
+    rows = []
+    for name, method in methods.items():
+        maps, _ = compute_maps(model, inputs, method, batch_size, device, targets)
+        for head in HEADS:
+            rho = rank_correlations(originals[name][head], maps[head])
+            rows.append({"step": step, "method": name, "head": head,
+                         "spearman_mean": float(np.nanmean(rho)) if np.isfinite(rho).any() else np.nan,
+                         "spearman_std": float(np.nanstd(rho)) if np.isfinite(rho).any() else np.nan})
+    return rows
+
+
+def cascading_randomization(model: nn.Module, inputs: dict[str, np.ndarray],
+                            methods: dict[str, str | Method], batch_size: int = 8,
+                            device: str = "cpu", seed: int = 0,
+                            permuted: nn.Module | None = None) -> pd.DataFrame:
+    """One row per (step, method, head): mean and std over windows of the rank correlation with
+    the original maps. Steps: "original", then each layer group of `layer_groups` cumulatively,
+    then "permuted labels" when a network trained on permuted labels is given."""
+    model.eval()
+    originals, targets = {}, None
+    for name, method in methods.items():
+        originals[name], chosen = compute_maps(model, inputs, method, batch_size, device, targets)
+        targets = targets or chosen
+    rows = _compare(model, inputs, methods, originals, targets, "original", batch_size, device)
+    randomized = copy.deepcopy(model)
+    for k, (step, layers) in enumerate(layer_groups(randomized)):
+        torch.manual_seed(seed + k)
+        for layer in layers:
+            layer.reset_parameters()
+        rows += _compare(randomized, inputs, methods, originals, targets, step, batch_size, device)
+    if permuted is not None:
+        rows += _compare(permuted, inputs, methods, originals, targets, "permuted labels",
+                         batch_size, device)
+    return pd.DataFrame(rows)
+
+
+def verdicts(table: pd.DataFrame, threshold: float = SENSITIVE_BELOW) -> dict[str, dict]:
+    """Per method: the mean correlation (both heads) after every layer is random and after the
+    permuted-label training, and whether each is below `threshold` (the map depends on weights)."""
+    steps = [s for s in table["step"].unique() if s not in ("original", "permuted labels")]
+    out = {}
+    for method, part in table.groupby("method", sort=False):
+        by_step = part.groupby("step", sort=False)["spearman_mean"].mean()
+        last = float(by_step[steps[-1]]) if steps else float("nan")
+        entry = {"fully_random": last, "depends_on_weights": bool(last < threshold)}
+        if "permuted labels" in by_step:
+            entry["permuted_labels"] = float(by_step["permuted labels"])
+            entry["depends_on_labels"] = bool(entry["permuted_labels"] < threshold)
+        out[str(method)] = entry
+    return out
+
+
+def permuted_label_model(target, dataset, epochs: int | None, seed: int = 0,
+                         device: str = "cpu", train_limit: int | None = None) -> nn.Module:
+    """A fresh network of the run's architecture trained with raylab.training.fit on the fold's
+    training windows with their labels shuffled (seeded), for `epochs` (default: the run's)."""
+    from analysis import runs
+    from raylab.folds import fold_split
+    from raylab.training import fit, split_params
+
+    split = fold_split(dataset.speaker, target.fold, seed=seed)
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = np.asarray(split.train_idx), np.asarray(split.val_idx)
+    if train_limit:
+        train_idx = rng.permutation(train_idx)[:train_limit]
+        val_idx = rng.permutation(val_idx)[:max(1, train_limit // 4)]
+    rows = np.concatenate([train_idx, val_idx])
+    arrays = runs.network_arrays(target, dataset, rows)
+    for dim in HEADS:
+        arrays.targets[dim] = rng.permutation(arrays.targets[dim])  # labels of other windows
+    _, cfg = split_params(target.arch, runs.train_params(target))
+    cfg = replace(cfg, epochs=int(epochs or cfg.epochs), device=device, seed=seed)
+    torch.manual_seed(seed)
+    model = type(target.model)(**target.model.config)
+    n = len(train_idx)
+    fit(model, arrays.view(np.arange(n)), arrays.view(np.arange(n, len(rows))), cfg)
+    return model.eval()
+
+
+def run_sanity(target, methods: tuple[str, ...] = METHODS, windows: int = 16,
+               epochs: int | None = None, permute: bool = True, seed: int = 0,
+               out: str | None = None, batch_size: int = 8, device: str = "cpu",
+               train_limit: int | None = None, track: bool = True) -> dict:
+    """`raylab analyze sanity`: sanity.csv, sanity.md, sanity.png, sanity_summary.json."""
+    from analysis import plots, runs
+
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"unknown saliency method {method!r}")
+    dataset = runs.load_data(target)
+    rows = runs.fold_test_rows(dataset, target.fold, windows)
+    inputs = runs.network_inputs(target, dataset, rows)
+    permuted = (permuted_label_model(target, dataset, epochs, seed, device, train_limit)
+                if permute else None)
+    table = cascading_randomization(target.model, inputs, {m: m for m in methods}, batch_size,
+                                    device, seed, permuted)
+    wide = table.pivot_table(index="step", columns=["method", "head"], values="spearman_mean",
+                             sort=False).round(3)
+    wide.columns = [f"{m} {h}" for m, h in wide.columns]
+    summary = {"arch": target.arch, "fold": target.fold, "windows": int(len(inputs["waveform"])),
+               "methods": list(methods), "threshold": SENSITIVE_BELOW,
+               "verdicts": verdicts(table), "permuted_label_epochs": epochs}
+    final = runs.output_dir(target, "sanity", out)
+    with runs.staged(final) as tmp:
+        table.to_csv(tmp / "sanity.csv", index=False)
+        (tmp / "sanity.md").write_text(to_markdown(wide))
+        curves = {m: table[table.method == m].groupby("step", sort=False)["spearman_mean"]
+                  .mean().tolist() for m in methods}
+        plots.sanity_plot(list(wide.index), curves, tmp / "sanity.png",
+                          f"saliency sanity checks, {target.arch} fold {target.fold}")
+        (tmp / "sanity_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["out"], summary["table"] = str(final), wide
+    summary["mlflow_run_id"] = runs.publish(
+        target, final, {f"analysis_sanity_{m}_fully_random": v["fully_random"]
+                        for m, v in summary["verdicts"].items()}, track)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"sanity checks (Adebayo et al. 2018) of {summary['arch']} fold {summary['fold']}, "
+             f"{summary['windows']} windows: mean Spearman of |maps| with the original",
+             to_markdown(summary["table"])]
+    for method, v in summary["verdicts"].items():
+        text = (f"{method}: {v['fully_random']:+.2f} with every layer random -> "
+                + ("depends on the weights" if v["depends_on_weights"]
+                   else f"does NOT depend on the weights{INSENSITIVE_HINTS.get(method, '')}"))
+        if "permuted_labels" in v:
+            text += (f"; {v['permuted_labels']:+.2f} after permuted-label training -> "
+                     + ("depends on the labels" if v["depends_on_labels"]
+                        else "does NOT depend on the labels"))
+        lines.append(text)
+    lines.append(f"written to {summary['out']}")
+    return "\n".join(lines)

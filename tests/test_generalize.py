@@ -1,0 +1,130 @@
+"""Activation maximisation (eq. 4): recovers the tone a network was trained to recognise; the cue
+checks; the optimisation's contract (frozen network, clipping, seeding, initialisations)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis.acoustics import dominant_frequency
+from analysis.generalize import cue_checks, demo_cues, generalize
+from raylab.models import build_model
+
+SR, T = 16_000, 1024
+FREQS = (200.0, 400.0, 800.0, 1600.0, 3200.0)  # class c is a tone of FREQS[c]
+TINY = dict(conv1_filters=8, conv1_kernel=32, pool1=4, conv2_filters=8, conv2_kernel=8, pool2=4,
+            conv3_filters=8, conv3_kernel=4, pool3=4, hidden1=16, hidden2=16, dropout=0.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Toy networks run many tiny ops: one thread is as fast, and immune to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tones(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, n)
+    t = np.arange(T) / SR
+    x = np.stack([rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * FREQS[c] * t + rng.uniform(0, 2 * np.pi))
+                  for c in labels]) + rng.normal(0, 0.01, (n, T))
+    return x.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def tone_net():
+    """A tiny ELoR trained (a few seconds) to tell five tones apart, on both heads."""
+    torch.manual_seed(0)
+    model = build_model("elor", input_samples=T, **TINY)
+    x, y = map(torch.as_tensor, tones(300, seed=0))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(12):
+        model.train()
+        for idx in torch.randperm(len(x)).split(32):
+            out = model(x[idx])
+            loss = sum(nn.functional.cross_entropy(out[h], y[idx]) for h in out)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    xt, yt = tones(100, seed=1)
+    with torch.no_grad():
+        accuracy = (model(torch.as_tensor(xt))["arousal"].argmax(1).numpy() == yt).mean()
+    assert accuracy > 0.9, f"the tone network did not learn ({accuracy:.2f})"
+    return model
+
+
+def closest_class(freq: float) -> int:
+    return int(np.argmin([abs(np.log(freq / f)) for f in FREQS]))
+
+
+def test_each_class_signal_has_that_class_s_dominant_frequency(tone_net):
+    result = generalize(tone_net, T, steps=200, l2=1e-2, lr=1e-2, init_scale=1e-3, seed=0,
+                        targets=[("arousal", c) for c in range(5)])
+    recovered = {c: dominant_frequency(result.signals[("arousal", c)], SR, nperseg=512)[0]
+                 for c in range(5)}
+    assert [closest_class(f) for f in recovered.values()] == [0, 1, 2, 3, 4], recovered
+    assert all(result.probability[("arousal", c)] > 0.5 for c in range(5))
+    # the objective climbed for every signal
+    assert all(b > a for a, b in zip(result.history[0], result.history[-1]))
+
+
+def test_the_network_is_frozen_and_the_signals_clipped_and_seeded(tone_net):
+    before = {k: v.clone() for k, v in tone_net.state_dict().items()}
+    flags = [p.requires_grad for p in tone_net.parameters()]
+    kwargs = dict(steps=20, l2=0.0, lr=0.5, init_scale=1.0, targets=[("valence", 2), ("arousal", 4)])
+    a = generalize(tone_net, T, seed=3, **kwargs)
+    b = generalize(tone_net, T, seed=3, **kwargs)
+    c = generalize(tone_net, T, seed=4, **kwargs)
+    for key in a.signals:
+        assert np.abs(a.signals[key]).max() <= 1.0
+        np.testing.assert_array_equal(a.signals[key], b.signals[key])
+        assert not np.array_equal(a.signals[key], c.signals[key])
+    for k, v in tone_net.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert [p.requires_grad for p in tone_net.parameters()] == flags
+    assert not tone_net.training
+
+
+def test_mean_initialisation_starts_from_the_mean_window(tone_net):
+    mean = np.linspace(-0.1, 0.1, T).astype(np.float32)
+    result = generalize(tone_net, T, steps=0, init="mean", mean_window=mean,
+                        targets=[("arousal", 0), ("valence", 1)])
+    for signal in result.signals.values():
+        np.testing.assert_array_equal(signal, mean)
+    with pytest.raises(ValueError, match="mean window"):
+        generalize(tone_net, T, steps=1, init="mean")
+
+
+def test_l2_term_shrinks_the_signal(tone_net):
+    kwargs = dict(steps=60, lr=1e-2, init_scale=1e-3, targets=[("arousal", 2)])
+    loose = generalize(tone_net, T, l2=0.0, **kwargs).signals[("arousal", 2)]
+    tight = generalize(tone_net, T, l2=1.0, **kwargs).signals[("arousal", 2)]
+    assert np.linalg.norm(tight) < np.linalg.norm(loose)
+
+
+def test_elor_ftr_runs_with_its_features_held_fixed():
+    torch.manual_seed(0)
+    model = build_model("elor_ftr", input_samples=T, num_features=7, **TINY)
+    result = generalize(model, T, steps=3, targets=[("arousal", 0), ("valence", 4)])
+    assert result.signals[("valence", 4)].shape == (T,)
+
+
+def test_cue_checks_state_whether_signals_order_by_the_cue():
+    t = np.arange(SR) / SR
+    rising = {("arousal", c): 0.3 * np.sin(2 * np.pi * f * t) for c, f in enumerate(FREQS)}
+    falling = {("arousal", c): 0.3 * np.sin(2 * np.pi * f * t) for c, f in enumerate(FREQS[::-1])}
+    check = (("arousal", "peak_hz", +1),)
+    up = cue_checks(rising, SR, check)[0]
+    assert up["spearman"] == pytest.approx(1.0) and up["ordered"]
+    down = cue_checks(falling, SR, check)[0]
+    assert down["spearman"] == pytest.approx(-1.0) and not down["ordered"]
+    flat = {("valence", c): np.zeros(SR) for c in range(5)}
+    same = cue_checks(flat, SR, (("valence", "pause_ms", -1),))[0]
+    assert same["spearman"] is None and not same["ordered"]
+    # the demo corpus's own table gives the directions: pauses shorten as valence rises
+    assert ("valence", "pause_ms", -1) in demo_cues() and ("arousal", "peak_hz", 1) in demo_cues()
