@@ -357,7 +357,9 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
             if on_batch is not None:
                 on_batch(b + 1, len(batches))
         train_loss = float(total) / max(len(batches), 1) + _l2_penalty(net, cfg.l2)
-        val_metrics = _evaluate_staged(model, val_data, cfg.batch_size * 4, device, cfg.amp)
+        # evaluation batches no larger than training ones: on a CPU the first conv's output of a
+        # larger batch (B x filters x 96 000 floats) sets the process's memory peak
+        val_metrics = _evaluate_staged(model, val_data, cfg.batch_size, device, cfg.amp)
         report = EpochReport(epoch + 1, train_loss, val_metrics, lr, time.perf_counter() - tick)
         result.history.append({"epoch": report.epoch, **report.metrics()})
         result.val_metrics = val_metrics

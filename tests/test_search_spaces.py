@@ -66,7 +66,7 @@ def test_shipped_space_covers_the_paper(path):
     assert all(space.param(k).contains(v) for k, v in space.start.items())
     assert space.fixed.get("update") == "alternate"
     demo = space.for_demo()
-    assert demo.num_samples <= 4 and demo.fixed["epochs"] <= 2
+    assert demo.num_samples <= 4 and demo.fixed["epochs"] <= 4
     assert demo.resources.gpus_per_trial == 0
     assert set(demo.start) == set(demo.names) and not set(demo.names) & set(demo.fixed)
 
