@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_RESULTS ?= results/demo
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo readme-figure test test-all bench clean
 
 setup: $(STAMP)
 
@@ -29,10 +29,15 @@ demo: setup
 	$(RAYLAB) tune elor --name demo-elor-search
 	$(RAYLAB) train elor --name demo-elor --config $(DEMO_RESULTS)/demo-elor-search/best.yaml --cpus-per-worker 0.5
 	$(RAYLAB) train ftr --name demo-ftr --cpus-per-worker 0.5
-	$(RAYLAB) report --out $(DEMO_RESULTS)/table5.md
+	$(RAYLAB) report
+	$(RAYLAB) report --format html --out $(DEMO_RESULTS)/table5.html
 	$(RAYLAB) analyze saliency --run $(DEMO_RESULTS)/demo-elor
-	$(RAYLAB) analyze generalize --run $(DEMO_RESULTS)/demo-elor --steps 300
+	$(RAYLAB) analyze generalize --run $(DEMO_RESULTS)/demo-elor --steps 200
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_RESULTS))/mlflow.db"
+
+# The README's figure is the first Figure 4 of the demo run's saliency analysis.
+readme-figure:
+	cp "$$(ls $(DEMO_RESULTS)/demo-elor/analysis/saliency-*/figure4_arousal_*.png | head -n 1)" docs/img/demo-saliency.png
 
 test: setup
 	$(PY) -m pytest -q

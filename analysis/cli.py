@@ -22,16 +22,18 @@ def _device(args) -> str:
     return pick_device(args.device)
 
 
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:  # None: not given
         raise ConfigError(f"--{name} {value}: expected a number > 0")
 
 
 def saliency(args) -> int:
     from analysis.saliency import format_summary, run_saliency
 
-    if args.windows is not None:
-        _positive("windows", args.windows)
+    _positive("windows", args.windows)
+    _positive("batch-size", args.batch_size)
+    if args.figures < 0:
+        raise ConfigError(f"--figures {args.figures}: expected 0 (none) or more")
     summary = run_saliency(_target(args), args.method, args.windows, args.out, args.batch_size,
                            _device(args), args.figures, track=not args.no_track)
     print(format_summary(summary))
@@ -41,10 +43,10 @@ def saliency(args) -> int:
 def generalize(args) -> int:
     from analysis.generalize import format_summary, run_generalize
 
-    for name in ("lr", "init_scale"):
+    for name in ("lr", "init_scale", "steps"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    if args.l2 < 0 or args.steps < 0:
-        raise ConfigError(f"--l2 {args.l2} --steps {args.steps}: expected numbers >= 0")
+    if args.l2 < 0:
+        raise ConfigError(f"--l2 {args.l2}: expected a number >= 0")
     summary = run_generalize(_target(args), args.steps, args.l2, args.lr, args.init, args.seed,
                              args.init_scale, args.out, _device(args), track=not args.no_track)
     print(format_summary(summary))
@@ -54,9 +56,8 @@ def generalize(args) -> int:
 def sanity(args) -> int:
     from analysis.sanity import format_summary, run_sanity
 
-    _positive("windows", args.windows)
-    if args.epochs is not None:
-        _positive("epochs", args.epochs)
+    for name in ("windows", "epochs", "train_windows", "batch_size"):
+        _positive(name.replace("_", "-"), getattr(args, name))
     summary = run_sanity(_target(args), tuple(args.methods), args.windows, args.epochs,
                          not args.no_permuted, args.seed, args.out, args.batch_size,
                          _device(args), args.train_windows, track=not args.no_track)
@@ -85,7 +86,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--method", choices=METHOD_CHOICES, default="guided",
                    help="guided backpropagation (the paper's), plain gradient or integrated gradients")
     p.add_argument("--windows", type=int, metavar="N", help="analyse N test windows (default all)")
-    p.add_argument("--figures", type=int, default=3, help="Figure 4 for the N loudest windows")
+    p.add_argument("--figures", type=int, default=3,
+                   help="Figure 4 for the N loudest windows (0: none)")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=saliency)
 

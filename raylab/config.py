@@ -181,6 +181,7 @@ def parse_search_space(raw: Any, source: str = "<memory>") -> SearchSpace:
             err.fail(f"space.{p.name}", f"the paper's value {paper[p.name]!r} lies outside "
                                         f"{_describe(p)}; widen the range")
     start = _parse_start(top.get("start"), params, paper, err)
+    _check_trainable(arch, start, fixed, params, err)
     return SearchSpace(
         arch=arch, params=params, start=start, fixed=fixed, metric=metric, mode=mode,
         num_samples=err.integer(top.get("num_samples", 20), "num_samples", minimum=1),
@@ -189,6 +190,24 @@ def parse_search_space(raw: Any, source: str = "<memory>") -> SearchSpace:
         resources=_parse_resources(top.get("resources") or {}, "resources", err),
         demo=_parse_demo(top["demo"], known, params, err) if "demo" in top else None,
         source=source)
+
+
+def _check_trainable(arch: str, start: dict, fixed: dict, params: tuple[Param, ...],
+                     err: "_Errors") -> None:
+    """Values a trial hands to the trainer must pass its own rules (e.g. `update`), so that a bad
+    one fails here, before Ray starts, rather than in every trial and each of its retries."""
+    from raylab.training import split_params
+
+    def check(key: str, values: dict) -> None:
+        try:
+            split_params(arch, values)
+        except ConfigError as error:
+            err.fail(key, str(error))
+
+    check("fixed", {**start, **fixed})
+    for p in params:
+        for value in p.values:
+            check(f"space.{p.name}", {**start, **fixed, p.name: value})
 
 
 def dump_search_space(space: SearchSpace) -> str:

@@ -17,6 +17,7 @@ trains exactly the folds without one, with the configuration saved in `config.ya
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -89,20 +90,40 @@ def _dataset_id(data: str | os.PathLike) -> str:
     return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
-def _check_resources(workers: int, gpus: float, cpus: float, max_failures: int, device: str) -> None:
+def _check_resources(workers: int, gpus: float | None, cpus: float, max_failures: int,
+                     device: str) -> None:
     rules = [("--workers-per-fold", workers, workers >= 1, "an integer >= 1"),
-             ("--gpus-per-worker", gpus, gpus >= 0, "a number >= 0"),
+             ("--gpus-per-worker", gpus, gpus is None or gpus >= 0, "a number >= 0"),
              ("--cpus-per-worker", cpus, cpus > 0, "a number > 0"),
              ("--max-failures", max_failures, max_failures >= 0, "an integer >= 0")]
     for flag, value, ok, expected in rules:
         if not ok:
             raise ConfigError(f"{flag} {value}: expected {expected}")
-    if str(device or "auto").startswith("cuda") and gpus <= 0:
-        raise ConfigError(f"--device {device}: Ray Train workers get a GPU only with "
-                          "--gpus-per-worker > 0")
-    if device == "cpu" and gpus > 0:
+    device = str(device or "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: the ten-fold run takes auto, cpu or cuda (Ray "
+                          "Train gives each worker its own GPU); cuda:N only with --local")
+    if device == "cuda" and gpus is not None and gpus <= 0:
+        raise ConfigError(f"--device cuda with --gpus-per-worker {gpus:g}: Ray Train workers get "
+                          "a GPU only with --gpus-per-worker > 0")
+    if device == "cpu" and gpus is not None and gpus > 0:
         raise ConfigError(f"--device cpu with --gpus-per-worker {gpus}: the workers would hold "
                           "GPUs they do not use; drop one of the two")
+
+
+def worker_gpus(gpus: float | None, device: str, cluster_gpus: float) -> float:
+    """GPUs per worker: `gpus` when given, else 1 when the cluster (or its autoscaler) has GPUs
+    and `device` is not cpu, else 0, as `raylab.search` fits trials to the cluster."""
+    if gpus is not None:
+        return float(gpus)
+    if device == "cpu":
+        return 0.0
+    if cluster_gpus > 0:
+        return 1.0
+    if device == "cuda":
+        raise ConfigError("--device cuda: the Ray cluster has no GPU, now or through its "
+                          "autoscaler; use --device cpu or auto")
+    return 0.0
 
 
 def _choose_folds(folds: Sequence[str] | None, counts: dict[str, int], data: str) -> list[str]:
@@ -160,7 +181,7 @@ class _Plan:
 
 def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict | None = None,
                  folds: Sequence[str] | None = None, name: str | None = None, resume: bool = False,
-                 workers_per_fold: int = 1, gpus_per_worker: float = 0.0,
+                 workers_per_fold: int = 1, gpus_per_worker: float | None = None,
                  cpus_per_worker: float = 1.0, address: str | None = None,
                  results: Path | None = None, track: bool = True, seed: int | None = None,
                  max_failures: int = 1, device: str = "auto", *,
@@ -169,7 +190,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     """Train `arch` on every (or the given) leave-one-speaker-out fold on Ray Train, then pool.
 
     `params` is the flat parameter dict (`split_params`; the paper's Tables 1-4 fill the rest);
-    `seed`, when given, overrides `params["seed"]` (split and weights). With `resume` the run's
+    `seed`, when given, overrides `params["seed"]` (split and weights). `gpus_per_worker` None:
+    1 when the Ray cluster has GPUs (`worker_gpus`), else 0. With `resume` the run's
     saved dataset, parameters and folds are used and only the folds without predictions are
     trained. `fail_folds` makes those folds' workers raise on every attempt (fault drills, tests).
     `progress` receives one line per fold event (started, epoch, done, failed).
@@ -185,36 +207,51 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     run, run_dir = plan.run, plan.run_dir
     tracker = Tracker(results, enabled=track)
     failed: dict[str, str] = {}
-    with tracker.start_run(plan.name, tags={KIND_TAG: "crossval", ARCH_TAG: arch,
-                                            RUN_DIR_TAG: str(run_dir)},
-                           run_id=_reopen(tracker, run.get("mlflow_run_id"))) as parent:
-        run["mlflow_run_id"] = parent.run_id
-        write_atomic(run_dir / RUN_FILE, _json(run))
-        if not plan.resumed:
-            parent.log_params({**plan.params, "folds": ",".join(plan.folds),
-                               "dataset": run["dataset"], "workers_per_fold": workers_per_fold})
-            parent.log_config(plan.config)
-        if plan.todo:
-            from raylab.crossval_ray import FoldJob, train_folds
+    from raylab.crossval_ray import ray_session
 
-            job = FoldJob(arch=arch, params=plan.params, name=plan.name, arrays_ref=None,
-                          storage=plan.config["storage"], workers=workers_per_fold,
-                          cpus=cpus_per_worker, gpus=gpus_per_worker, max_failures=max_failures,
-                          tracking_uri=tracker.uri, parent_run_id=parent.run_id,
-                          fail_folds=tuple(fail_folds))
-            failed = train_folds(job, plan.arrays, plan.todo, run_dir / FOLDS_DIR,
-                                 plan.config["resolved"]["train"]["epochs"], address, progress)
-        finished = finished_folds(run_dir)
-        unfinished = [f for f in plan.todo if f not in finished and f not in failed]
-        run.update(failed=failed, completed=[f for f in plan.folds if f in finished],
-                   status="incomplete" if failed or unfinished else "finished", updated=_now())
-        write_atomic(run_dir / RUN_FILE, _json(run))
-        summary = summarize_run(run_dir) if run["completed"] else None
-        if summary:
-            _log_parent(parent, run_dir, summary)
-        parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none"})
+    # Ray only when a fold is left to train; the cluster decides the GPUs and the store's reach
+    with ray_session(address) if plan.todo else contextlib.nullcontext():
+        gpus = _fit_to_cluster(tracker, gpus_per_worker, device) if plan.todo else 0.0
+        with tracker.start_run(plan.name, tags={KIND_TAG: "crossval", ARCH_TAG: arch,
+                                                RUN_DIR_TAG: str(run_dir)},
+                               run_id=_reopen(tracker, run.get("mlflow_run_id"))) as parent:
+            run["mlflow_run_id"] = parent.run_id
+            write_atomic(run_dir / RUN_FILE, _json(run))
+            if not plan.resumed:
+                parent.log_params({**plan.params, "folds": ",".join(plan.folds),
+                                   "dataset": run["dataset"], "workers_per_fold": workers_per_fold,
+                                   "gpus_per_worker": gpus})
+                parent.log_config(plan.config)
+            if plan.todo:
+                from raylab.crossval_ray import FoldJob, train_folds
+
+                job = FoldJob(arch=arch, params=plan.params, name=plan.name, arrays_ref=None,
+                              storage=plan.config["storage"], workers=workers_per_fold,
+                              cpus=cpus_per_worker, gpus=gpus, max_failures=max_failures,
+                              tracking_uri=tracker.uri, parent_run_id=parent.run_id,
+                              fail_folds=tuple(fail_folds))
+                failed = train_folds(job, plan.arrays, plan.todo, run_dir / FOLDS_DIR,
+                                     plan.config["resolved"]["train"]["epochs"], address, progress)
+            finished = finished_folds(run_dir)
+            unfinished = [f for f in plan.todo if f not in finished and f not in failed]
+            run.update(failed=failed, completed=[f for f in plan.folds if f in finished],
+                       status="incomplete" if failed or unfinished else "finished", updated=_now())
+            write_atomic(run_dir / RUN_FILE, _json(run))
+            summary = summarize_run(run_dir) if run["completed"] else None
+            if summary:
+                _log_parent(parent, run_dir, summary)
+            parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none"})
     return CrossvalResult(plan.name, run_dir, run, [f for f in plan.todo if f in finished],
                           plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri)
+
+
+def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
+    """Inside the Ray session: refuse a store the other nodes cannot reach, resolve the GPUs."""
+    from raylab.crossval_ray import cluster_gpus, live_nodes
+    from raylab.search import check_store_reachable
+
+    check_store_reachable(tracker.uri, live_nodes())
+    return worker_gpus(gpus, str(device or "auto"), cluster_gpus())
 
 
 def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_folds,
@@ -245,7 +282,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
         notes.append(f"resume: no earlier run named {name}; started a new one")
     params = {**(params or {}), **({"seed": seed} if seed is not None else {})}
     model_kwargs, train_config = split_params(arch, params)
-    data = _dataset_id(resolve_data(str(data) if data else None, results))
+    data = _dataset_id(resolve_data(str(data) if data else None, results, arch))
     meta = read_meta(data)
     dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
     counts = {s: int((dataset.speaker == s).sum()) for s in dataset.speakers}

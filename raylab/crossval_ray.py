@@ -123,8 +123,7 @@ def train_fold_worker(config: dict) -> None:
             save_fold_outputs(result, tmp)
             mark_fold_checked(Path(tmp))
             for path in sorted(Path(tmp).iterdir()):
-                if path.name != "checkpoint.pt":  # the checkpoint stays in the run folder only
-                    run.log_artifact(path, "fold")
+                run.log_artifact(path, "fold")
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
@@ -238,6 +237,36 @@ def ray_session(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
+def cluster_gpus() -> float:
+    """GPUs of the running Ray cluster, or the most its autoscaler may add, whichever is more."""
+    from ray._private.state import state  # Ray Train's own pre-start check reads the same
+
+    now = float(ray.cluster_resources().get("GPU", 0.0))
+    try:
+        most = float((state.get_max_resources_from_cluster_config() or {}).get("GPU", 0))
+    except Exception:  # no autoscaler config (a local Ray), or an older GCS
+        most = 0.0
+    return max(now, most)
+
+
+def live_nodes() -> int:
+    """Nodes of the running Ray cluster that are alive."""
+    return sum(bool(node["Alive"]) for node in ray.nodes())
+
+
+def fold_concurrency(job: FoldJob, folds: int, address: str | None) -> int:
+    """How many folds to start at once. On a local Ray: as many as its CPUs/GPUs hold, since a
+    fold trial waiting for its workers still costs a controller and processes (tens of them on a
+    laptop otherwise). On a cluster: all, so that pending folds make the autoscaler add nodes."""
+    if address:
+        return folds
+    have = ray.cluster_resources()
+    fits = [have.get("CPU", 1.0) // max(job.workers * job.cpus, 1e-9)]
+    if job.gpus > 0:
+        fits.append(have.get("GPU", 0.0) // (job.workers * job.gpus))
+    return int(max(1, min(folds, *fits)))
+
+
 def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs: int,
                 address: str | None = None,
                 say: Callable[[str], None] | None = print) -> dict[str, str]:
@@ -249,7 +278,8 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
             param_space={"fold": tune.grid_search(list(folds))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=len(folds)),
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=fold_concurrency(job, len(folds), address)),
             run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
                                       callbacks=[collector], verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)))

@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raylab.errors import DataError
+from raylab.fsutil import check_replaceable, replace_folder
 
 FORMAT_VERSION = 1
 WINDOWS_FILE = "windows.parquet"
@@ -93,6 +94,7 @@ class DatasetWriter:
     def __init__(self, out: str | os.PathLike, window_samples: int) -> None:
         self.out = Path(out).expanduser().resolve()
         self.window_samples = int(window_samples)
+        check_replaceable(self.out, (META_FILE,), "raylab dataset")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
@@ -145,14 +147,7 @@ class DatasetWriter:
         meta = {"format_version": FORMAT_VERSION, "windows": self.count,
                 "window_samples": self.window_samples, **meta}
         (self.tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        old = None
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return self.out
+        return replace_folder(self.tmp, self.out)
 
     def abort(self) -> None:
         try:
@@ -205,7 +200,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             return json.loads(stream.read().decode())
     except FileNotFoundError as err:
         raise DataError(f"{path}: not a raylab dataset (no {META_FILE}); "
-                        "make one with `raylab data prepare` or `raylab data demo`") from err
+                        "make one with `raylab data prepare iemocap|manifest ... --out DIR`") from err
     except json.JSONDecodeError as err:
         raise DataError(f"{path}/{META_FILE}: not valid JSON ({err})") from err
 

@@ -8,6 +8,7 @@ keeps two commands started at once from building it twice.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,8 +63,23 @@ def ensure_demo_dataset(results_dir: Path, *, seed: int = 0, turns_per_speaker: 
     return dataset
 
 
-def resolve_data(data: str | None, results_dir: Path) -> str:
-    """`--data` as given, or the demo dataset (built on first use) when it was omitted."""
+def ensure_demo_features(dataset: str | os.PathLike, arch: str) -> None:
+    """Compute the feature files network `arch` reads (MFCC, IS10) into `dataset`, reusing
+    current ones; on Ray (the running one, else a local one started for the purpose)."""
+    from raylab.features import KINDS, compute_features
+    from raylab.models import model_class
+
+    kinds = [k for k in model_class(arch).inputs if k in KINDS]
+    if kinds:
+        compute_features(str(dataset), kinds=kinds)
+
+
+def resolve_data(data: str | None, results_dir: Path, arch: str | None = None) -> str:
+    """`--data` as given, or the demo dataset (built on first use) when it was omitted, with the
+    feature files of network `arch` when one is named."""
     if data:
         return data
-    return str(ensure_demo_dataset(results_dir))
+    dataset = str(ensure_demo_dataset(results_dir))
+    if arch is not None:
+        ensure_demo_features(dataset, arch)
+    return dataset

@@ -52,8 +52,8 @@ def run_checks(results: Path, address: str | None = None, data: Sequence[str] = 
     checks += [check_dataset(path) for path in datasets]
     if not datasets:
         checks.append(Check("datasets", WARN, "no dataset found (demo, --data, ./data/*)",
-                            "raylab data demo --out data/demo, or raylab data prepare iemocap "
-                            "IEMOCAP_DIR --out data/iemocap"))
+                            "raylab data info (builds the demo dataset), or raylab data "
+                            "prepare iemocap IEMOCAP_DIR --out data/iemocap"))
     return checks
 
 
@@ -244,7 +244,7 @@ def check_dataset(path: str) -> Check:
     except (DataError, OSError, KeyError, pa.ArrowException) as err:
         message = str(err) if isinstance(err, DataError) else f"{path}/{WINDOWS_FILE}: {err}"
         return Check("dataset", FAIL, message,
-                     "prepare it again (raylab data prepare ... --out DIR, or raylab data demo)")
+                     "prepare it again (raylab data prepare ... --out DIR)")
     errors = _meta_mismatches(meta, rows, audio, table.column("speaker").to_pylist())
     if errors:
         return Check("dataset", FAIL, f"{path}: " + "; ".join(errors),

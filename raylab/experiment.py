@@ -179,7 +179,7 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
                         split.describe(arrays.window_id, arrays.info["speaker"]), dict(arrays.attrs))
     if evaluate_test:
         test = data.view(split.test_idx)
-        probs = predict(model, test, batch_size=max(64, cfg.batch_size), amp=cfg.amp)
+        probs = predict(model, test, batch_size=cfg.batch_size, amp=cfg.amp)
         result.test_predictions = predictions_frame(data, split.test_idx, probs, test_speaker)
         result.test_metrics = {d: summarize(data.targets[d][split.test_idx], probs[d].argmax(1))
                                for d in DIMENSIONS}

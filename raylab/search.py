@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from raylab.config import (SearchSpace, default_space_file, dump_search_space, load_search_space,
                            paper_values)
@@ -82,15 +82,18 @@ def hyperopt_space(space: SearchSpace) -> dict:
 def run_search(arch: str, data: str | None, space_file: str | Path | None = None, *,
                num_samples: int | None = None, gpus_per_trial: float | None = None,
                cpus_per_trial: float | None = None, max_concurrent: int | None = None,
-               scheduler: str = "fifo", seed: int = 0, name: str | None = None,
+               scheduler: str | None = None, seed: int | None = None, name: str | None = None,
                resume: bool = False, address: str | None = None, results: Path,
-               track: bool = True, epochs: int | None = None, max_failures: int = 2,
-               device: str | None = None, callbacks: Sequence[Any] = ()) -> SearchResult:
+               track: bool = True, epochs: int | None = None, max_failures: int | None = None,
+               device: str | None = None, callbacks: Sequence[Any] = (),
+               say: Callable[[str], None] | None = print) -> SearchResult:
     """Run, or with `resume` continue, the TPE search `name` (default `<arch>-search`).
 
     Writes `<results>/<name>/{run.json, search_space.yaml, best.yaml}`. With `data` and
     `num_samples` both omitted: the demo corpus and the file's `demo:` budget. `callbacks` are
-    extra Ray Tune callbacks, run in this (the driver) process.
+    extra Ray Tune callbacks, run in this (the driver) process. None means the default:
+    scheduler fifo, seed 0, max_failures 2 (on `resume`: the search's own, and `say` gets one
+    note naming the options given that a resumed search ignores).
     """
     from raylab.models import MODEL_NAMES
 
@@ -99,6 +102,7 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
     name = name or f"{arch}-search"
     _check_options(name, scheduler, max_failures, epochs, num_samples, cpus_per_trial,
                    gpus_per_trial, max_concurrent)
+    device = _check_device(device, gpus_per_trial)
     results = Path(results).resolve()
     run_dir = results / name
     storage = storage_root(results)
@@ -109,7 +113,14 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
     if resume:
         state = _resume_state(run_dir, experiment_path, restorable, arch, data, num_samples)
         space = load_search_space(run_dir / "search_space.yaml", arch)
+        ignored = ignored_on_resume(state, space=space_file, epochs=epochs,
+                                    max_concurrent=max_concurrent, max_failures=max_failures,
+                                    scheduler=scheduler, seed=seed)
+        if ignored and say is not None:
+            say(f"note: {', '.join(ignored)} ignored on resume: the search continues with its "
+                f"saved settings ({run_dir})")
         data, seed, scheduler = state["dataset"], state["seed"], state["scheduler"]
+        max_failures = 2 if max_failures is None else max_failures  # Tune restores its own
     else:
         if restorable:  # a run.json without Tune state is a start that failed: replaced
             raise ConfigError(f"a search named {name!r} exists ({experiment_path}); continue it "
@@ -123,16 +134,20 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
                                     max_concurrent=max_concurrent or space.max_concurrent)
         if not space.params:
             raise ConfigError(f"{space.source}: every parameter is held fixed; nothing to search")
+        _check_device(device, gpus_per_trial, space.resources.gpus_per_trial)
         state = None
-    from raylab.demo_data import resolve_data
+        seed, scheduler = seed or 0, scheduler or "fifo"
+        max_failures = 2 if max_failures is None else max_failures
+    from raylab.demo_data import ensure_demo_features, resolve_data
 
     demo = data is None
     data = resolve_data(data, results)
     data = data if "://" in data else str(Path(data).resolve())
     _init_ray(address)
     if demo:
-        _demo_features(arch, data)
+        ensure_demo_features(data, arch)
     cpus, gpus = _trial_resources(space, cpus_per_trial, gpus_per_trial, local=address is None)
+    _check_device(device, gpus)
     return _execute(space, data, name, run_dir, storage, state, seed, scheduler, cpus,
                     gpus, results, track, max_failures, device, tuple(callbacks))
 
@@ -142,7 +157,7 @@ def _check_options(name: str, scheduler: str, max_failures: int, epochs: int | N
                    max_concurrent: int | None) -> None:
     if not NAME_RULE.match(name):
         raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    if scheduler not in SCHEDULERS:
+    if scheduler is not None and scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
     for flag, value in (("--max-failures", max_failures), ("--gpus-per-trial", gpus)):
         if value is not None and value < 0:
@@ -155,6 +170,37 @@ def _check_options(name: str, scheduler: str, max_failures: int, epochs: int | N
         raise ConfigError(f"--cpus-per-trial {cpus}: expected a number above 0")
     if gpus is not None and gpus > 1 and gpus != int(gpus):
         raise ConfigError(f"--gpus-per-trial {gpus}: expected a fraction up to 1 or a whole number")
+
+
+def _check_device(device: str | None, *gpus: float | None) -> str | None:
+    """`device` (None for auto); cuda needs a GPU share per trial: the first of `gpus` given."""
+    if device in (None, "", "auto"):
+        return None
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: expected cpu or cuda (Ray gives each trial its "
+                          "GPUs), or none for the trials' resources to decide")
+    share = next((g for g in gpus if g is not None), None)
+    if device == "cuda" and share is not None and share <= 0:
+        raise ConfigError(f"--device cuda with {share:g} GPUs per trial: trials get a GPU only "
+                          "with --gpus-per-trial > 0 (or a search space's gpus_per_trial)")
+    return device
+
+
+def ignored_on_resume(state: dict, **given: Any) -> list[str]:
+    """The options given (not None) that a resumed search does not honour: it keeps its saved
+    space, epochs, concurrency and Tune failure settings, and its seed and scheduler unless the
+    same are given again."""
+    kept = {"seed": state.get("seed"), "scheduler": state.get("scheduler")}
+    return [f"--{key.replace('_', '-')} {value}" for key, value in given.items()
+            if value is not None and (key not in kept or str(value) != str(kept[key]))]
+
+
+def check_store_reachable(uri: str | None, nodes: int) -> None:
+    """Refuse a SQLite MLflow store (a file on the driver) when Ray spans several nodes."""
+    if uri and uri.startswith("sqlite:") and nodes > 1:
+        raise ConfigError(f"MLflow store {uri} is a file on this machine, which runs on the "
+                          f"other {nodes - 1} node(s) of the Ray cluster cannot reach; set "
+                          "MLFLOW_TRACKING_URI to the cluster's tracking server, or pass --no-track")
 
 
 def _resume_state(run_dir: Path, experiment_path: str, restorable: bool, arch: str,
@@ -214,11 +260,7 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
     experiment_path = f"{storage.rstrip('/')}/{name}"
     fixed = {"seed": seed, **space.fixed}
     tracker = Tracker(results, enabled=track)
-    nodes = sum(node["Alive"] for node in ray.nodes())
-    if tracker.enabled and tracker.uri.startswith("sqlite:") and nodes > 1:
-        raise ConfigError(f"MLflow store {tracker.uri} is a file on this machine, which trials on "
-                          f"the other {nodes - 1} nodes cannot reach; set MLFLOW_TRACKING_URI to "
-                          "the cluster's tracking server, or pass --no-track")
+    check_store_reachable(tracker.uri, sum(bool(node["Alive"]) for node in ray.nodes()))
     arrays, test_speaker = _load_arrays(space.arch, data, fixed["seed"])
     arrays_ref = ray.put(arrays)  # once; each node fetches it once and its trials map the pages
     del arrays
@@ -312,23 +354,14 @@ class _Interrupted(KeyboardInterrupt):
     """Raised inside the parent run when Tune stopped early, so that MLflow records it KILLED."""
 
 
-def _demo_features(arch: str, data: str) -> None:
-    """The demo corpus gets the feature files its network reads (reused once computed)."""
-    from raylab.features import KINDS, compute_features
-    from raylab.models import model_class
-
-    kinds = [k for k in model_class(arch).inputs if k in KINDS]
-    if kinds:
-        compute_features(data, kinds=kinds)
-
-
 def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str]:
     """The network's arrays of the whole dataset and the speaker the search never sees."""
     from raylab.dataset import load_dataset
     from raylab.experiment import build_arrays
     from raylab.folds import check_no_leakage, search_split
+    from raylab.models import model_class
 
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
     split = search_split(dataset.speaker, seed)
     check_no_leakage(split, dataset.speaker)
     if len(split.val_idx) == 0:

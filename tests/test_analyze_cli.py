@@ -170,3 +170,19 @@ def test_unknown_fold_and_unknown_run_are_clear_errors(trained, tmp_path, capsys
     assert "no such MLflow run" in capsys.readouterr().err
     assert run_cli("generalize", "--run", tmp_path / "nothing", "--results", trained["results"]) == 1
     assert "neither an existing folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["saliency", "--batch-size", "0"], "--batch-size 0: expected a number > 0"),
+    (["saliency", "--figures", "-1"], "--figures -1: expected 0 (none) or more"),
+    (["saliency", "--windows", "0"], "--windows 0: expected a number > 0"),
+    (["sanity", "--windows", "0"], "--windows 0: expected a number > 0"),
+    (["sanity", "--batch-size", "0"], "--batch-size 0: expected a number > 0"),
+    (["sanity", "--train-windows", "-3"], "--train-windows -3: expected a number > 0"),
+    (["generalize", "--steps", "0"], "--steps 0: expected a number > 0"),
+])
+def test_counts_below_one_are_one_line_errors(argv, message, tmp_path, capsys):
+    # checked before the run is looked up: "--run" names nothing
+    assert run_cli(*argv, "--run", tmp_path / "nothing", "--results", tmp_path, "--no-track") == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

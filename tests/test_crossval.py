@@ -222,3 +222,43 @@ def test_bad_requests_fail_before_ray_starts(demo_dataset, tmp_path):
         run_crossval("elor", demo_dataset, {"nope": 1}, results=results)
     with pytest.raises(ConfigError, match="--name"):
         run_crossval("elor", demo_dataset, TOY, name="../x", results=results)
+
+
+def test_fold_child_runs_log_the_checkpoint(tenfold):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tenfold.tracking_uri)
+    parent = client.get_run(tenfold.run["mlflow_run_id"])
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    for child in children:
+        logged = {a.path for a in client.list_artifacts(child.info.run_id, "fold")}
+        assert {"fold/checkpoint.pt", "fold/predictions.parquet", "fold/split.json"} <= logged
+
+
+def test_gpus_per_worker_follow_the_cluster_unless_given():
+    from raylab.crossval import worker_gpus
+
+    assert worker_gpus(None, "auto", 4.0) == 1.0  # a GPU cluster: one GPU per worker
+    assert worker_gpus(None, "cuda", 1.0) == 1.0
+    assert worker_gpus(None, "auto", 0.0) == 0.0  # CPU only
+    assert worker_gpus(None, "cpu", 4.0) == 0.0   # --device cpu keeps the workers off the GPUs
+    assert worker_gpus(0.5, "auto", 0.0) == 0.5   # given: as given
+    with pytest.raises(ConfigError, match="--device cuda: the Ray cluster has no GPU"):
+        worker_gpus(None, "cuda", 0.0)
+
+
+def test_a_multi_node_cluster_refuses_the_local_sqlite_store(ray_local, demo_dataset, tmp_path,
+                                                             monkeypatch):
+    import raylab.crossval_ray
+    from raylab.crossval import run_crossval
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(raylab.crossval_ray, "live_nodes", lambda: 3)
+    monkeypatch.setattr(raylab.crossval_ray, "train_folds",
+                        lambda *a, **k: pytest.fail("folds started"))
+    with pytest.raises(ConfigError, match="other 2 node.*set MLFLOW_TRACKING_URI"):
+        run_crossval("elor", demo_dataset, TOY, folds=["Ses01F"], results=tmp_path / "results",
+                     **RESOURCES)
+    with pytest.raises(ConfigError, match="--device 'cuda:1': the ten-fold run takes auto, cpu"):
+        run_crossval("elor", demo_dataset, TOY, results=tmp_path / "results", device="cuda:1")

@@ -134,3 +134,61 @@ def test_two_trials_share_one_gpu(ray_local, demo_dataset, results):
     _, runs = _runs(results)
     trials = [r for r in runs if r.data.tags.get("raylab.kind") == "trial"]
     assert len(trials) == 2 and all(r.data.tags["raylab.device"] == "cuda" for r in trials)
+
+
+def test_cuda_without_a_gpu_share_fails_before_ray_starts(demo_dataset, results, monkeypatch):
+    import raylab.search
+
+    monkeypatch.setattr(raylab.search, "_init_ray", lambda address: pytest.fail("Ray started"))
+    with pytest.raises(ConfigError, match="--device cuda with 0 GPUs per trial"):
+        run_search("elor", str(demo_dataset), TINY, results=results, device="cuda",
+                   gpus_per_trial=0)
+    with pytest.raises(ConfigError, match="--device cuda with 0 GPUs per trial"):
+        run_search("elor", str(demo_dataset), TINY, results=results, device="cuda")  # file: 0
+    with pytest.raises(ConfigError, match="--device 'cuda:1': expected cpu or cuda"):
+        run_search("elor", str(demo_dataset), TINY, results=results, device="cuda:1")
+
+
+def test_options_a_resumed_search_ignores_are_named():
+    from raylab.search import ignored_on_resume
+
+    state = {"seed": 3, "scheduler": "asha"}
+    assert ignored_on_resume(state, space=None, epochs=None, max_concurrent=None,
+                             max_failures=None, scheduler=None, seed=None) == []
+    assert ignored_on_resume(state, space="x.yaml", epochs=4, max_concurrent=None,
+                             max_failures=0, scheduler="asha", seed=5) == \
+        ["--space x.yaml", "--epochs 4", "--max-failures 0", "--seed 5"]
+
+
+def test_tune_cli_leaves_unset_options_to_the_search():
+    from raylab.cli import build_parser
+
+    args = build_parser().parse_args(["tune", "elor", "--resume"])
+    assert (args.seed, args.scheduler, args.max_failures) == (None, None, None)
+
+
+def test_a_sqlite_store_is_refused_on_several_nodes():
+    from raylab.search import check_store_reachable
+
+    check_store_reachable("sqlite:////r/mlflow.db", 1)
+    check_store_reachable("http://tracking:5000", 4)
+    check_store_reachable(None, 4)  # --no-track
+    with pytest.raises(ConfigError, match="other 3 node.*MLFLOW_TRACKING_URI"):
+        check_store_reachable("sqlite:////r/mlflow.db", 4)
+
+
+def test_networks_without_a_waveform_input_load_no_audio(demo_dataset, monkeypatch):
+    import raylab.dataset
+    from raylab.search import _load_arrays
+
+    asked = []
+
+    def load(path, audio=True):
+        asked.append(audio)
+        raise ConfigError("stop")
+
+    monkeypatch.setattr(raylab.dataset, "load_dataset", load)
+    for arch in ("elor", "lom", "ftr", "elor_ftr"):
+        with pytest.raises(ConfigError, match="stop"):
+            _load_arrays(arch, str(demo_dataset), 0)
+    assert asked == [True, False, False, True]

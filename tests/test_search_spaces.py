@@ -36,6 +36,7 @@ BROKEN = {
     "bad_fixed_and_searched.yaml": "fixed.lr: is both fixed and searched",
     "bad_gpus.yaml": "resources.gpus_per_trial: expected a fraction in [0, 1]",
     "bad_not_yaml.yaml": "line 4: not valid YAML",
+    "bad_update_value.yaml": "fixed: update='joiint': expected one of alternate, joint",
 }
 
 

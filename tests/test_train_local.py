@@ -124,3 +124,84 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
     assert plain.getvalue() == ("epoch 1/2  loss 2.500  val WAR v 0.300 a 0.400  UAR v 0.200 a 0.250  (1.5 s)\n")
     assert parse_sets(["lr=1.0e-3", "update=joint", "amp=false", "batch_size=15"]) == {
         "lr": 1e-3, "update": "joint", "amp": False, "batch_size": 15}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--local", "--folds", "Ses01F"], "--folds: an option of the ten-fold run on Ray Train, not of --local"),
+    (["--local", "--resume", "--max-failures", "0"], "--resume, --max-failures: an option of the ten-fold"),
+    (["--local", "--gpus-per-worker", "0", "--address", "auto"], "--gpus-per-worker, --address: an option"),
+    (["--local", "--set", "device=cuda"], "--set: device=cuda: choose the device with --device"),
+    (["--local", "--seed", "1", "--set", "seed=2"], "--seed 1 and --set seed=2: give one"),
+    (["--device", "cuda:1"], "--device 'cuda:1': the ten-fold run takes auto, cpu or cuda"),
+])
+def test_options_that_would_be_ignored_are_refused(argv, message, demo_dataset, results, capsys):
+    assert main(["--results", str(results), "train", "elor", *argv, "--data", str(demo_dataset),
+                 *TOY]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (results / "elor-tenfold").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_demo_runs_get_their_features_and_resume_leaves_the_demo_alone(results, monkeypatch):
+    """Without --data, train computes the demo features its network reads (local and ten-fold),
+    as tune does; a ten-fold --resume hands crossval no data, so the demo is not built for it."""
+    import raylab.crossval
+    from raylab import demo_data
+
+    computed = []
+    monkeypatch.setattr(demo_data, "ensure_demo_dataset", lambda results_dir: results_dir / "demo")
+
+    def features(dataset, arch):
+        computed.append((dataset, arch))
+        raise _Stop
+
+    monkeypatch.setattr(demo_data, "ensure_demo_features", features)
+    for argv in (["lom", "--local"], ["ftr"]):
+        with pytest.raises(_Stop):
+            main(["--results", str(results), "train", *argv, "--epochs", "1"])
+    assert computed == [(str(results / "demo"), "lom"), (str(results / "demo"), "ftr")]
+
+    calls = []
+
+    def crossval(**kw):
+        calls.append(kw)
+        raise _Stop
+
+    monkeypatch.setattr(demo_data, "ensure_demo_dataset", lambda *a, **k: pytest.fail("demo built"))
+    monkeypatch.setattr(raylab.crossval, "run_crossval", crossval)
+    with pytest.raises(_Stop):
+        main(["--results", str(results), "train", "elor", "--resume", "--name", "real"])
+    assert calls[0]["data"] is None and calls[0]["resume"] is True and calls[0]["name"] == "real"
+    assert "gpus_per_worker" not in calls[0]  # crossval's default: resolved from the cluster
+
+
+def test_ensure_demo_features_computes_only_what_the_network_reads(monkeypatch):
+    import raylab.features
+    from raylab.demo_data import ensure_demo_features
+
+    asked = []
+    monkeypatch.setattr(raylab.features, "compute_features",
+                        lambda path, kinds: asked.append((path, tuple(kinds))))
+    for arch in ("elor", "lom", "ftr", "elor_ftr"):
+        ensure_demo_features("demo", arch)
+    assert asked == [("demo", ("mfcc",)), ("demo", ("is10",)), ("demo", ("is10",))]
+
+
+def test_test_windows_are_predicted_in_training_batches(tmp_path, monkeypatch):
+    """Memory: test prediction uses the configured batch size, not max(64, it)."""
+    from raylab import experiment
+    from tests.test_training import make_tone_dataset
+
+    sizes = []
+    real = experiment.predict
+    monkeypatch.setattr(experiment, "predict", lambda *a, batch_size, **k:
+                        sizes.append(batch_size) or real(*a, batch_size=batch_size, **k))
+    data = make_tone_dataset(tmp_path / "tones", per_speaker=6)
+    small = dict(conv1_filters=2, conv1_kernel=16, pool2=4, pool3=4, hidden1=4, hidden2=4,
+                 epochs=1, batch_size=5)
+    experiment.run_fold("elor", data, "Ses01M", small)
+    assert sizes == [5]

@@ -32,13 +32,33 @@ def register(subparsers, common) -> None:
     local.add_argument("--fold", metavar="SPEAKER", help="test speaker (default: Ses03F, else the first)")
     folds = parser.add_argument_group("ten folds on Ray Train")
     folds.add_argument("--folds", metavar="A,B", help="only these test speakers (default: all)")
-    folds.add_argument("--workers-per-fold", type=int, default=1, metavar="N")
-    folds.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G")
-    folds.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C")
+    folds.add_argument("--workers-per-fold", type=int, metavar="N",
+                       help="DDP workers per fold (default: 1)")
+    folds.add_argument("--gpus-per-worker", type=float, metavar="G",
+                       help="default: 1 when the Ray cluster has GPUs (0 with --device cpu), else 0")
+    folds.add_argument("--cpus-per-worker", type=float, metavar="C", help="default: 1")
     folds.add_argument("--address", metavar="ADDR", help="Ray cluster (default: $RAY_ADDRESS or local)")
-    folds.add_argument("--resume", action="store_true", help="finish an interrupted run of this --name")
-    folds.add_argument("--max-failures", type=int, default=1, metavar="N", help="retries of a failed fold")
+    folds.add_argument("--resume", action="store_true", default=None,
+                       help="finish an interrupted run of this --name")
+    folds.add_argument("--max-failures", type=int, metavar="N",
+                       help="retries of a failed fold (default: 1)")
     parser.set_defaults(func=run)
+
+
+TEN_FOLD_ONLY = ("folds", "resume", "workers_per_fold", "gpus_per_worker", "cpus_per_worker",
+                 "address", "max_failures")
+RESOURCE_OPTIONS = ("workers_per_fold", "gpus_per_worker", "cpus_per_worker", "max_failures")
+SHORTHANDS = ("epochs", "update", "seed")  # flags that set one parameter, like --set KEY=...
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """--fold only with --local; the ten-fold run's options (argparse default None) only without."""
+    if args.fold and not args.local:
+        raise ConfigError("--fold picks the test speaker of --local; the ten-fold run takes --folds A,B")
+    given = [f"--{key.replace('_', '-')}" for key in TEN_FOLD_ONLY if getattr(args, key) is not None]
+    if args.local and given:
+        raise ConfigError(f"{', '.join(given)}: an option of the ten-fold run on Ray Train, not "
+                          "of --local; drop it or --local")
 
 
 def parse_sets(sets: list[str]) -> dict[str, Any]:
@@ -64,10 +84,18 @@ def gather_params(args: argparse.Namespace) -> dict[str, Any]:
 
     model_class(args.arch)
     params = load_params_file(args.config, args.arch) if args.config else {}
-    params.update(parse_sets(args.sets))
-    params.update({k: v for k, v in (("epochs", args.epochs), ("update", args.update)) if v is not None})
-    if args.seed is not None:
-        params["seed"] = args.seed
+    sets = parse_sets(args.sets)
+    for source, given in ((f"--config {args.config}", params), ("--set", sets)):
+        if "device" in given:  # the device is where training runs, not a hyperparameter
+            raise ConfigError(f"{source}: device={given['device']}: choose the device with "
+                              "--device (auto, cpu, cuda or cuda:N)")
+    params.update(sets)
+    for key in SHORTHANDS:
+        value = getattr(args, key)
+        if value is not None and key in sets and sets[key] != value:
+            raise ConfigError(f"--{key} {value} and --set {key}={sets[key]}: give one")
+        if value is not None:
+            params[key] = value
     split_params(args.arch, params)
     return params
 
@@ -107,32 +135,29 @@ class EpochPrinter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raylab.demo_data import resolve_data
     from raylab.settings import results_dir
     from raylab.training import split_params
 
-    if args.fold and not args.local:
-        raise ConfigError("--fold picks the test speaker of --local; the ten-fold run takes --folds A,B")
+    check_mode(args)
     params = gather_params(args)
     cfg = split_params(args.arch, params)[1]
     results = results_dir(args.results)
-    data = resolve_data(args.data, results)
     if args.local:
+        from raylab.demo_data import resolve_data
         from raylab.experiment import train_local
 
         printer = EpochPrinter(cfg.epochs)
-        done = train_local(args.arch, data, args.fold, params, results, name=args.name,
-                           device=args.device, track=args.track, on_epoch=printer.epoch_done,
-                           on_batch=printer.batch)
+        done = train_local(args.arch, resolve_data(args.data, results, args.arch), args.fold,
+                           params, results, name=args.name, device=args.device, track=args.track,
+                           on_epoch=printer.epoch_done, on_batch=printer.batch)
         print(done.render())
         return 0
     from raylab.crossval import run_crossval
 
     folds = [f.strip() for f in args.folds.split(",") if f.strip()] if args.folds else None
-    result = run_crossval(arch=args.arch, data=data, params=params, folds=folds, name=args.name,
-                          resume=args.resume, workers_per_fold=args.workers_per_fold,
-                          gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                          address=args.address, results=results, track=args.track, seed=cfg.seed,
-                          max_failures=args.max_failures, device=args.device)
+    resources = {k: getattr(args, k) for k in RESOURCE_OPTIONS if getattr(args, k) is not None}
+    result = run_crossval(arch=args.arch, data=args.data, params=params, folds=folds, name=args.name,
+                          resume=bool(args.resume), address=args.address, results=results,
+                          track=args.track, seed=cfg.seed, device=args.device, **resources)
     print(result.render())
     return result.exit_code

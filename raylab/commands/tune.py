@@ -27,21 +27,22 @@ def register(subparsers, common) -> None:
                         help="GPU share per trial, e.g. 0.25 (default: file; 0 without a GPU)")
     parser.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial")
     parser.add_argument("--max-concurrent", type=int, metavar="M", help="trials in flight at most")
-    parser.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
+    parser.add_argument("--scheduler", choices=("fifo", "asha"),
                         help="fifo: every trial to its last epoch (the paper); asha: stop poor "
                              "trials early (default: fifo)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int,
                         help="seeds TPE, the search split and training (default: 0)")
     parser.add_argument("--name", metavar="N", help="run name (default: ARCH-search)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted search --name with its saved space, data, "
-                             "budget and seed (finished trials are kept, none runs twice)")
+                             "budget, seed, scheduler, epochs, concurrency and retries (finished "
+                             "trials are kept, none runs twice)")
     parser.add_argument("--address", metavar="ADDR",
                         help="Ray cluster to join, e.g. auto (default: a local Ray with all "
                              "CPUs/GPUs)")
     parser.add_argument("--epochs", type=int, metavar="N", help="hold epochs fixed at N")
     parser.add_argument("--no-track", action="store_true", help="no MLflow runs")
-    parser.add_argument("--max-failures", type=int, default=2, metavar="K",
+    parser.add_argument("--max-failures", type=int, metavar="K",
                         help="retries of a failing trial before it is recorded failed (default: 2)")
     parser.add_argument("--device", metavar="DEV", help="cpu or cuda (default: from resources)")
     parser.set_defaults(func=run)
