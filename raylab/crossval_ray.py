@@ -229,7 +229,10 @@ def ray_session(address: str | None) -> Iterator[None]:
     """Join the running Ray (tests, notebooks), the cluster at `address`, or start a local one."""
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address)
+        # the workers' own logs (a line per reported epoch from Ray Train) stay in Ray's log
+        # files; the driver prints one line per fold event, and a failed fold's error is
+        # carried back in its result
+        ray.init(address=address, log_to_driver=False)
     try:
         yield
     finally:

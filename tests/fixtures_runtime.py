@@ -27,3 +27,14 @@ def results(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYLAB_RESULTS", str(folder))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return folder
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Toy networks run many tiny ops: one thread is as fast, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

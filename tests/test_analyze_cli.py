@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from raylab.cli import main
 
@@ -19,13 +18,7 @@ TINY = dict(conv1_filters=4, conv1_kernel=16, pool1=2, conv2_filters=4, conv2_ke
             epochs=1, batch_size=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Toy networks run many tiny ops: one thread is as fast, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def write_dataset(out):

@@ -17,13 +17,7 @@ TINY = dict(conv1_filters=8, conv1_kernel=32, pool1=4, conv2_filters=8, conv2_ke
             conv3_filters=8, conv3_kernel=4, pool3=4, hidden1=16, hidden2=16, dropout=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Toy networks run many tiny ops: one thread is as fast, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tones(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,13 +19,7 @@ TINY = dict(conv1_filters=4, conv1_kernel=16, pool1=2, conv2_filters=4, conv2_ke
             conv3_filters=4, conv3_kernel=4, pool3=4, hidden1=8, hidden2=8, dropout=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Toy networks run many tiny ops: one thread is as fast, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 class SummedPointwiseConv(nn.Module):
