@@ -6,7 +6,8 @@ proposes the configurations, the paper's values first; a ConcurrencyLimiter boun
 flight; FIFO by default (the paper trained every trial to the end), ASHA as an option. The
 dataset's arrays are put into the Ray object store once and every trial reads them zero-copy.
 An interrupted search continues under its name: Ray Tune restores the finished trials and the
-searcher, so none runs twice and the total equals the budget. Only this module imports `ray.tune`.
+searcher, so none runs twice and the total equals the budget. The ten-fold training
+(`crossval_ray`) is the only other user of Ray Tune.
 """
 from __future__ import annotations
 

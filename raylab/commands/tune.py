@@ -13,7 +13,7 @@ def register(subparsers, common) -> None:
                     "training run on the fixed search split\n(one fold's nine training speakers, "
                     "80/20), tracked in MLflow (a parent run, a child per trial).\n\n"
                     "Without --data and --num-samples it runs the demo budget of the file's "
-                    "`demo:` section on the\nbuilt-in demo corpus: 4 trials of 2 epochs of a "
+                    "`demo:` section on the\nbuilt-in demo corpus: 4 short trials (2-4 epochs) of a "
                     "toy-size network, a few minutes on a 2-core laptop.\n"
                     "Writes <results>/<name>/best.yaml (for `raylab train ARCH --config`) and "
                     "run.json.")
