@@ -1,0 +1,173 @@
+"""FFT-based 1-D convolution, a drop-in for `nn.Conv1d` (stride 1) with long kernels.
+
+Hand-written because torch has no FFT convolution: `nn.Conv1d` always runs a direct
+(im2col/implicit-GEMM) algorithm on CPU and leaves the choice to cuDNN on GPUs. A direct
+convolution costs O(L·K) per channel pair; the FFT route costs O(L log L) for the transforms
+plus O(L) per channel pair, which wins once the kernel is long (see bench/conv_algos.py).
+
+`FFTConv1d` subclasses `nn.Conv1d`: same parameters (`weight` (out, in, K), `bias`), same state
+dict, same initialisation, so a checkpoint trained with either loads into the other, and
+`swap_long_convs` can convert a built network in place.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raylab.errors import ConfigError
+
+CONV_IMPLS = ("direct", "fft")
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest 2·3·5-smooth integer ≥ n (sizes pocketfft, MKL and cuFFT handle fastest)."""
+    if n < 1:
+        raise ValueError(f"FFT length must be positive, got {n}")
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def block_length(kernel: int, length: int, in_channels: int = 1) -> int:
+    """FFT size of one overlap-save block, at most the whole input (and at least 1024).
+
+    One input channel: ~8 kernels, so the K-1 overlap costs an eighth of each block. Several:
+    ~2 kernels, because the weight spectrum (C_out·C_in·block/2 bins) and the per-bin channel
+    mixing then dominate. From a sweep of 2K..16K on this project's 2-core CPU
+    (`python bench/conv_algos.py --blocks 2,4,8,16`).
+    """
+    factor = 8 if in_channels == 1 else 2
+    return min(fast_fft_length(max(factor * kernel, 1024)), fast_fft_length(length))
+
+
+def _mix(xf: torch.Tensor, wf: torch.Tensor) -> torch.Tensor:
+    """Σ_c xf[f, m, c] · conj(wf[f, c, o]) per frequency (a correlation):
+    (F, M, C_in) x (F, C_in, C_out) -> (F, M, C_out).
+
+    As one real batched matmul of [Re x | Im x] (F, M, 2C_in) with [[Re w, -Im w], [Im w, Re w]]
+    (F, 2C_in, 2C_out): torch's complex `bmm` on CPU runs ~50x slower, and separate real and
+    imaginary products get strided gradients in backward that fall off the BLAS path.
+    """
+    cout = wf.shape[-1]
+    xr, wr = torch.view_as_real(xf), torch.view_as_real(wf)
+    x = torch.cat([xr[..., 0], xr[..., 1]], dim=-1)                       # (F, M, 2·C_in)
+    wa, wb = wr[..., 0], wr[..., 1]
+    w = torch.cat([torch.cat([wa, -wb], dim=-1), torch.cat([wb, wa], dim=-1)], dim=-2)
+    y = torch.bmm(x, w)                                                    # (F, M, 2·C_out)
+    return torch.complex(y[..., :cout], y[..., cout:])
+
+
+def fft_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               padding: int = 0, block: int | None = None) -> torch.Tensor:
+    """Cross-correlation as `F.conv1d(x, weight, bias, stride=1, padding=padding)`, via rFFT.
+
+    x (B, C_in, L), weight (C_out, C_in, K) -> (B, C_out, L + 2·padding - K + 1).
+    Overlap-save: the input is cut into blocks of `block` samples (default `block_length`)
+    overlapping by K-1, so the weight spectrum is C_out·C_in·block/2 bins, not ·L/2. Runs in
+    float32 (or float64): cuFFT and pocketfft have no bfloat16 transforms, so under autocast the
+    inputs are upcast and the output is float32.
+    """
+    if padding:
+        x = F.pad(x, (padding, padding))
+    batch, cin, length = x.shape
+    cout, k = weight.shape[0], weight.shape[-1]
+    out_len = length - k + 1
+    if out_len < 1:
+        raise ValueError(f"input length {length} is shorter than the kernel {k}")
+    n = block or block_length(k, length, cin)
+    if n < k:
+        raise ValueError(f"FFT block {n} is shorter than the kernel {k}")
+    step = n - k + 1                      # valid outputs per block (no circular wrap-around)
+    blocks = -(-out_len // step)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = F.pad(x.to(dtype), (0, (blocks - 1) * step + n - length))
+        segments = x.unfold(-1, n, step)                           # (B, C_in, S, n)
+        xf = torch.fft.rfft(segments)                              # (B, C_in, S, n/2+1)
+        wf = torch.fft.rfft(weight.to(dtype), n=n)                 # (C_out, C_in, n/2+1)
+        if cin == 1:
+            yf = xf * wf[:, 0].conj().unsqueeze(1)                 # (B, C_out, S, n/2+1)
+        else:
+            bins = xf.shape[-1]
+            xm = xf.permute(3, 0, 2, 1).reshape(bins, batch * blocks, cin)   # (F, B·S, C_in)
+            ym = _mix(xm, wf.permute(2, 1, 0))                     # (F, B·S, C_out)
+            yf = ym.reshape(bins, batch, blocks, cout).permute(1, 3, 2, 0)   # (B, C_out, S, F)
+        y = torch.fft.irfft(yf, n=n)[..., :step]                   # (B, C_out, S, step)
+        # Adding the bias before the reshape: one pass over the trimmed blocks, not two.
+        y = y + bias.to(dtype)[:, None, None] if bias is not None else y
+        y = y.reshape(batch, cout, blocks * step)[..., :out_len]   # (B, C_out, L-K+1)
+    return y
+
+
+class FFTConv1d(nn.Conv1d):
+    """`nn.Conv1d` computed by FFT; stride 1, no dilation, one group, zero padding only."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding: int = 0, bias: bool = True, device=None, dtype=None,
+                 block: int | None = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=1, padding=padding,
+                         bias=bias, device=device, dtype=dtype)
+        self.block = block        # overlap-save FFT size; None: `block_length`
+        if not isinstance(self.padding, tuple) or not isinstance(self.padding[0], int):
+            raise ConfigError(f"FFTConv1d: padding must be an integer, got {padding!r}")
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        return fft_conv1d(input, weight, bias, padding=self.padding[0], block=self.block)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv1d) -> "FFTConv1d":
+        """An FFTConv1d that shares `conv`'s parameters (no copy: training one trains both)."""
+        bad = {"stride": conv.stride, "dilation": conv.dilation, "groups": conv.groups,
+               "padding": conv.padding, "padding_mode": conv.padding_mode}
+        ok = {"stride": (1,), "dilation": (1,), "groups": 1, "padding_mode": "zeros"}
+        bad = {k: v for k, v in bad.items()
+               if (k == "padding" and isinstance(v, str)) or (k in ok and v != ok[k])}
+        if bad:
+            raise ConfigError(f"FFTConv1d needs stride 1, dilation 1, groups 1 and integer zero "
+                              f"padding; this Conv1d has {bad}")
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0],
+                  padding=conv.padding[0], bias=conv.bias is not None, device="meta")
+        new.weight = conv.weight
+        if conv.bias is not None:
+            new.bias = conv.bias
+        return new.train(conv.training)
+
+
+def swap_long_convs(model: nn.Module, min_kernel: int) -> list[str]:
+    """Replace, in place, every plain `nn.Conv1d` with kernel ≥ `min_kernel` by an FFTConv1d
+    sharing its parameters; returns the names of the modules swapped.
+
+    The state dict, parameter identities (so an optimizer built before still works) and the
+    module names stay the same, so checkpoints load either way; hooks registered on the old
+    modules are not carried over (swap before registering them).
+    """
+    if min_kernel < 1:
+        raise ConfigError(f"min_kernel must be ≥ 1, got {min_kernel}")
+    swapped = []
+    for parent_name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child) is nn.Conv1d and child.kernel_size[0] >= min_kernel:
+                setattr(parent, child_name, FFTConv1d.from_conv(child))
+                swapped.append(f"{parent_name}.{child_name}" if parent_name else child_name)
+    return swapped
+
+
+def make_conv1d(in_channels: int, out_channels: int, kernel_size: int, impl: str = "direct",
+                padding: int = 0, bias: bool = True) -> nn.Conv1d:
+    """The conv layer a network builds for `conv_impl` ("direct" -> nn.Conv1d, "fft")."""
+    if impl == "direct":
+        return nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+    if impl == "fft":
+        return FFTConv1d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
+    raise ConfigError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}; got {impl!r}")

@@ -1,0 +1,125 @@
+"""FFTConv1d is nn.Conv1d computed another way: same outputs, gradients, parameters, state dict."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from raylab.errors import ConfigError
+from raylab.fftconv import (FFTConv1d, block_length, fast_fft_length, fft_conv1d, make_conv1d,
+                            swap_long_convs)
+
+
+@pytest.mark.parametrize("cin,cout,kernel,length,padding,block", [
+    (1, 8, 80, 1000, 0, None),     # ELoR's first layer, shortened: one block
+    (1, 8, 80, 1000, 0, 128),      # ... in 21 overlap-save blocks
+    (4, 6, 10, 257, 0, None),      # ELoR's second/third layer shape
+    (4, 6, 10, 257, 0, 16),        # blocks barely longer than the kernel
+    (3, 5, 400, 1201, 0, None),    # a long Trigeorgis-style kernel
+    (3, 5, 400, 1201, 0, 1000),    # ... in blocks that do not divide the output
+    (2, 3, 1, 17, 0, None),        # kernel 1
+    (2, 3, 33, 33, 0, None),       # kernel as long as the input: one output
+    (3, 4, 7, 50, 5, 20),          # zero padding
+])
+def test_matches_conv1d_outputs_and_gradients(cin, cout, kernel, length, padding, block):
+    torch.manual_seed(0)
+    direct = nn.Conv1d(cin, cout, kernel, padding=padding).double()
+    fft = FFTConv1d.from_conv(direct)
+    fft.block = block
+    x1 = torch.randn(3, cin, length, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = direct(x1), fft(x2)
+    assert y1.shape == y2.shape
+    torch.testing.assert_close(y2, y1, rtol=1e-9, atol=1e-9)
+    g = torch.randn_like(y1)
+    grads1 = torch.autograd.grad(y1, (x1, direct.weight, direct.bias), g)
+    grads2 = torch.autograd.grad(y2, (x2, fft.weight, fft.bias), g)
+    for a, b in zip(grads2, grads1):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cin,kernel,length", [(1, 80, 96_000), (8, 10, 9_600)])
+def test_float32_tolerance_on_long_inputs(cin, kernel, length):
+    torch.manual_seed(1)
+    conv = nn.Conv1d(cin, 4, kernel)
+    x = torch.rand(2, cin, length) * 2 - 1
+    torch.testing.assert_close(fft_conv1d(x, conv.weight, conv.bias), conv(x),
+                               rtol=1e-4, atol=2e-5)
+
+
+def test_from_conv_shares_parameters_and_state_dict():
+    conv = nn.Conv1d(2, 3, 9, bias=False)
+    fft = FFTConv1d.from_conv(conv)
+    assert fft.weight is conv.weight and fft.bias is None
+    assert fft.state_dict().keys() == conv.state_dict().keys()
+    fresh = FFTConv1d(2, 3, 9, bias=False)
+    fresh.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(fresh.weight, conv.weight)
+
+
+def test_swap_long_convs_in_place_keeps_training_identical():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv1d(1, 4, 40), nn.ReLU(), nn.Conv1d(4, 4, 3)).double()
+    twin = copy.deepcopy(net)
+    swapped = swap_long_convs(net, min_kernel=20)
+    assert swapped == ["0"] and isinstance(net[0], FFTConv1d) and type(net[2]) is nn.Conv1d
+    x = torch.randn(2, 1, 300, dtype=torch.float64)
+    for model in (net, twin):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5, nesterov=True)
+        for _ in range(3):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(net.state_dict().values(), twin.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_autocast_bf16_runs_in_float32():
+    conv = FFTConv1d(1, 2, 16)
+    x = torch.randn(1, 1, 100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, nn.functional.conv1d(x, conv.weight, conv.bias),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_rejections():
+    with pytest.raises(ConfigError, match="stride 1"):
+        FFTConv1d.from_conv(nn.Conv1d(1, 1, 3, stride=2))
+    with pytest.raises(ConfigError, match="conv_impl must be one of direct, fft"):
+        make_conv1d(1, 1, 3, impl="winograd")
+    with pytest.raises(ValueError, match="shorter than the kernel"):
+        fft_conv1d(torch.randn(1, 1, 5), torch.randn(1, 1, 6))
+    with pytest.raises(ValueError, match="block 4 is shorter than the kernel 6"):
+        fft_conv1d(torch.randn(1, 1, 50), torch.randn(1, 1, 6), block=4)
+    assert isinstance(make_conv1d(1, 1, 3, impl="fft"), FFTConv1d)
+    assert type(make_conv1d(1, 1, 3)) is nn.Conv1d
+
+
+@pytest.mark.parametrize("n,expected", [(1, 1), (7, 8), (96_000, 96_000), (47_960, 48_000),
+                                        (1001, 1024), (97, 100)])
+def test_fast_fft_length(n, expected):
+    assert fast_fft_length(n) == expected
+
+
+def test_block_length_rule():
+    assert block_length(400, 96_000, in_channels=1) == 3200      # ~8 kernels for one channel
+    assert block_length(1000, 48_000, in_channels=40) == 2000    # ~2 kernels for several
+    assert block_length(10, 48_000, in_channels=40) == 1024      # never below 1024
+    assert block_length(80, 500) == 500                          # never beyond the input
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_matches_cudnn_on_gpu_with_bf16_autocast():
+    torch.manual_seed(3)
+    conv = nn.Conv1d(4, 8, 400).cuda()
+    fft = FFTConv1d.from_conv(conv)
+    x = torch.randn(2, 4, 4000, device="cuda")
+    torch.testing.assert_close(fft(x), conv(x), rtol=1e-3, atol=1e-3)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = fft(x)
+    assert y.dtype == torch.float32
