@@ -12,7 +12,7 @@ size 4/15/32; filters 20/40/80 per layer. On GPUs also: fp32 vs bf16 autocast, c
 Read the CPU-ms/window column on a shared machine: wall times drift with other load (the
 baseline is measured again last to show the drift).
 Usage: python bench/fast_path.py [--device cpu|cuda] [--steps N] [--skip compile,...]
-       python bench/fast_path.py --ab "torch.compile,bf16 autocast" --rounds 3
+       python bench/fast_path.py --ab "torch.compile;bf16 autocast" --rounds 3
 """
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed batches (3 CPU, 20 GPU)")
     parser.add_argument("--skip", default="", help="comma-separated variant name parts to skip")
     parser.add_argument("--ab", default=None,
-                        help="instead: A/B the named variants (comma-separated) against their "
+                        help="instead: A/B the named variants (separated by ;) against their "
                              "baselines, back to back")
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds")
     args = parser.parse_args(argv)
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     for device in C.devices(args.device):
         steps = args.steps or (20 if device.startswith("cuda") else 3)
         if args.ab:
-            print(f"## {C.machine(device)}\n" + ab(device, args.ab.split(","), args.rounds, steps))
+            print(f"## {C.machine(device)}\n" + ab(device, args.ab.split(";"), args.rounds, steps))
         else:
             print(run(device, steps, skip), flush=True)
     print(f"\n(total bench time {time.perf_counter() - tick:.0f} s)")
