@@ -132,3 +132,28 @@ def test_registry_errors_list_the_valid_names():
         build_model("ftr", hidden1=0)
     with pytest.raises(ConfigError, match="dropout=1.5"):
         build_model("ftr", dropout=1.5)
+
+
+@pytest.mark.parametrize("name", ["elor", "lom", "elor_ftr"])
+def test_conv_impl_fft_is_the_same_network(name):
+    from raylab.fftconv import FFTConv1d
+
+    small = {"elor": dict(input_samples=800), "lom": dict(mfcc_frames=60),
+             "elor_ftr": dict(input_samples=800, num_features=12)}[name]
+    torch.manual_seed(0)
+    direct = build_model(name, **small).double().eval()
+    torch.manual_seed(0)
+    fft = build_model(name, conv_impl="fft", **small).double().eval()
+    assert fft.config["conv_impl"] == "fft"
+    assert all(isinstance(m, FFTConv1d) for m in fft.modules() if isinstance(m, torch.nn.Conv1d))
+    fft.load_state_dict(direct.state_dict())          # same parameter names and shapes
+    shapes = {"waveform": (2, small.get("input_samples", 0)), "mfcc": (2, 26, small.get("mfcc_frames", 0)),
+              "is10": (2, small.get("num_features", 0))}
+    xs = [torch.randn(*shapes[k], dtype=torch.float64) for k in direct.inputs]
+    for dim in ("valence", "arousal"):
+        torch.testing.assert_close(fft(*xs)[dim], direct(*xs)[dim])
+
+
+def test_conv_impl_unknown_is_a_config_error():
+    with pytest.raises(ConfigError, match="conv_impl='winograd'"):
+        build_model("elor", input_samples=800, conv_impl="winograd")

@@ -296,3 +296,24 @@ def test_one_joint_step_is_sgd_on_equation_3():
             p -= 0.1 * p.grad
     for (name, a), b in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("update", ["alternate", "joint"])
+def test_compiled_training_matches_eager(update):
+    """`compile=True` trains the same network as eager mode (dropout off: inductor draws its own
+    random numbers); one torch.compile costs tens of seconds on a 2-core CPU, hence slow."""
+    rng = np.random.default_rng(0)
+    n = 12
+    data = ArraySet({"waveform": rng.uniform(-1, 1, (n, 800)).astype(np.float32)},
+                    {d: rng.integers(0, 5, n) for d in ("valence", "arousal")}, np.arange(n))
+    states = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        model = build_model("elor", input_samples=800, conv1_kernel=20, pool1=2, conv2_kernel=5,
+                            pool2=4, conv3_kernel=3, pool3=4, dropout=0.0)
+        fit(model, data, None, TrainConfig(batch_size=4, epochs=2, update=update,
+                                           compile=compile_))
+        states.append(model.state_dict())
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, rtol=1e-4, atol=1e-5, msg=key)

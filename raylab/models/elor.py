@@ -27,12 +27,14 @@ class ELoR(TwoHeadNet):
                  conv1_filters: int = 40, conv1_kernel: int = 80, pool1: int = 2,
                  conv2_filters: int = 40, conv2_kernel: int = 10, pool2: int = 10,
                  conv3_filters: int = 40, conv3_kernel: int = 10, pool3: int = 10,
-                 hidden1: int = 128, hidden2: int = 64, dropout: float = 0.3) -> None:
+                 hidden1: int = 128, hidden2: int = 64, dropout: float = 0.3,
+                 conv_impl: str = "direct") -> None:
         super().__init__()
         self._record_config(locals())
         check_positive(input_samples=input_samples)
         self.trunk = ConvTrunk(1, input_samples, (conv1_filters, conv2_filters, conv3_filters),
-                               (conv1_kernel, conv2_kernel, conv3_kernel), (pool1, pool2, pool3))
+                               (conv1_kernel, conv2_kernel, conv3_kernel), (pool1, pool2, pool3),
+                               conv_impl)
         self.heads = make_heads(self.trunk.out_features, hidden1, hidden2, dropout)
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from torch import nn
 
 from raylab import DIMENSIONS, NUM_CLASSES
 from raylab.errors import ConfigError
+from raylab.fftconv import CONV_IMPLS, make_conv1d
 
 CNN_KEYS = ("conv1_filters", "conv1_kernel", "pool1", "conv2_filters", "conv2_kernel", "pool2",
             "conv3_filters", "conv3_kernel", "pool3")
@@ -55,12 +56,15 @@ class ConvTrunk(nn.Module):
     """Three blocks conv1d (stride 1, no padding) -> batch norm -> max-pool -> ReLU, flattened.
 
     The length after each block is (length - kernel + 1) // pool; `out_features` is the flat size,
-    computed here so that any input length works.
+    computed here so that any input length works. `conv_impl="fft"` computes the same convolutions
+    by FFT (`raylab.fftconv.FFTConv1d`: same parameters and state dict), faster for long kernels.
     """
 
     def __init__(self, in_channels: int, length: int, filters: Sequence[int],
-                 kernels: Sequence[int], pools: Sequence[int]) -> None:
+                 kernels: Sequence[int], pools: Sequence[int], conv_impl: str = "direct") -> None:
         super().__init__()
+        if conv_impl not in CONV_IMPLS:
+            raise ConfigError(f"conv_impl={conv_impl!r}: expected one of {', '.join(CONV_IMPLS)}")
         blocks, channels = OrderedDict(), in_channels
         for i, (f, k, p) in enumerate(zip(filters, kernels, pools), start=1):
             check_positive(**{f"conv{i}_filters": f, f"conv{i}_kernel": k, f"pool{i}": p})
@@ -68,7 +72,7 @@ class ConvTrunk(nn.Module):
                 raise ConfigError(f"conv{i}_kernel={k}, pool{i}={p}: nothing left of the {length} "
                                   f"steps that reach block {i}; use smaller kernels or pools")
             blocks[f"block{i}"] = nn.Sequential(OrderedDict(
-                conv=nn.Conv1d(channels, f, k), norm=nn.BatchNorm1d(f),
+                conv=make_conv1d(channels, f, k, impl=conv_impl), norm=nn.BatchNorm1d(f),
                 pool=nn.MaxPool1d(p), relu=nn.ReLU()))
             channels, length = f, (length - k + 1) // p
         self.blocks = nn.Sequential(blocks)
