@@ -14,7 +14,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
+from raylab import hostmem
+
+# as `raylab` itself does (cli.main, Ray's workers): the figures are those of the real path;
+# RAYLAB_HOST_ALLOCATOR=system measures glibc's defaults (bench/host_alloc.py compares the two)
+HOST_ALLOCATOR = "tuned" if hostmem.tune_this_process() else "system"
+
+import torch  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -112,7 +118,8 @@ def machine(device: str) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}"
     return (f"CPU {cpu_model_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
-            f"threads, torch {torch.__version__}, load average {load_average()}")
+            f"threads, torch {torch.__version__}, host allocator {HOST_ALLOCATOR}, load average "
+            f"{load_average()}")
 
 
 def load_average() -> str:

@@ -12,7 +12,7 @@ import sys
 import traceback
 from importlib.metadata import entry_points
 
-from raylab import __version__
+from raylab import __version__, hostmem
 from raylab.errors import RaylabError
 
 COMMAND_MODULES = (
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        hostmem.tune_this_process()  # first, before any thread takes a malloc arena of its own
+    except RaylabError as err:
+        print(f"raylab: error: {err}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     args.results = getattr(args, "results", None)

@@ -32,6 +32,7 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
+from raylab import hostmem
 from raylab.dataset import filesystem_for
 from raylab.errors import DataError
 from raylab.folds import FoldSplit, check_no_leakage
@@ -232,7 +233,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         # the workers' own logs (a line per reported epoch from Ray Train) stay in Ray's log
         # files; the driver prints one line per fold event, and a failed fold's error is
         # carried back in its result
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env=hostmem.ray_runtime_env())
     try:
         yield
     finally:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from raylab.config import (SearchSpace, default_space_file, dump_search_space, load_search_space,
                            paper_values)
+from raylab import hostmem
 from raylab.errors import ConfigError, DataError
 from raylab.search_results import (SearchResult, TrialSummary, plain, write_best, write_json,
                                    write_text)
@@ -228,7 +229,8 @@ def _init_ray(address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+        ray.init(address=address, logging_level="WARNING", log_to_driver=True,
+                 runtime_env=hostmem.ray_runtime_env())
 
 
 def _trial_resources(space: SearchSpace, cpus: float | None, gpus: float | None,

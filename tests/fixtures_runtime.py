@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from raylab import hostmem
+
 
 @pytest.fixture(scope="session")
 def ray_local():
@@ -14,7 +16,8 @@ def ray_local():
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, object_store_memory=512 * 1024 * 1024)
+                 configure_logging=False, object_store_memory=512 * 1024 * 1024,
+                 runtime_env=hostmem.ray_runtime_env())  # as raylab starts Ray
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,113 @@
+"""The host allocator settings: what they set, where they reach, and that they stop page faults."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from raylab import hostmem
+from raylab.cli import main
+from raylab.errors import ConfigError
+
+glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                           reason="the settings are glibc's")
+
+# in a thread (where Ray runs trainings): malloc, touch and free 400 MB twice (as plain malloc:
+# torch's posix_memalign blocks fragment the heap in ways that vary); print the minor page faults of
+# the second round: a fresh mmap faults in every page, a reused heap block none
+FAULTS = """
+import ctypes, resource, threading
+from raylab import hostmem
+print(hostmem.tune_this_process())
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+out = []
+def work():
+    for _ in range(2):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        p = libc.malloc(400 << 20)
+        libc.memset(p, 1, 400 << 20)
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        libc.free(p)
+t = threading.Thread(target=work); t.start(); t.join()
+print(out[1])
+"""
+
+
+def _faults(mode: str) -> tuple[str, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env[hostmem.MODE_ENV] = mode
+    done = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True,
+                          check=True)
+    applied, faults = done.stdout.split()
+    return applied, int(faults)
+
+
+@glibc
+def test_tuned_allocator_reuses_large_blocks_without_page_faults():
+    applied, tuned = _faults("tuned")
+    assert applied == "True"
+    assert tuned < 50
+    applied, system = _faults("system")
+    assert applied == "False"
+    assert system > 100  # 400 MB in 4 KB pages (~100 000 faults) or 2 MB huge pages (~200)
+
+
+@glibc
+def test_worker_env_leaves_the_users_own_settings(monkeypatch):
+    for name in hostmem.GLIBC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(hostmem.MODE_ENV, raising=False)
+    assert hostmem.worker_env() == {"MALLOC_ARENA_MAX": "1",
+                                    "MALLOC_MMAP_THRESHOLD_": str(hostmem.LIMIT),
+                                    "MALLOC_TRIM_THRESHOLD_": str(hostmem.LIMIT)}
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert "MALLOC_ARENA_MAX" not in hostmem.worker_env()
+    assert hostmem.ray_runtime_env() == {"env_vars": {
+        "MALLOC_MMAP_THRESHOLD_": str(hostmem.LIMIT), "MALLOC_TRIM_THRESHOLD_": str(hostmem.LIMIT)}}
+    monkeypatch.setenv(hostmem.MODE_ENV, "system")
+    assert hostmem.worker_env() == {} and hostmem.ray_runtime_env() is None
+
+
+def test_unknown_mode_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setenv(hostmem.MODE_ENV, "jemalloc")
+    with pytest.raises(ConfigError, match="RAYLAB_HOST_ALLOCATOR='jemalloc': expected one of "
+                                          "tuned, system"):
+        hostmem.worker_env()
+    assert main(["data", "info", "--help"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "raylab: error: RAYLAB_HOST_ALLOCATOR='jemalloc': expected one of tuned, system")
+
+
+def test_ray_workers_are_started_with_the_settings(monkeypatch):
+    """`raylab tune` and `raylab train` start Ray with the settings in the job's runtime_env."""
+    import ray
+
+    from raylab import crossval_ray, search
+
+    monkeypatch.delenv(hostmem.MODE_ENV, raising=False)
+    seen = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw.get("runtime_env")))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    search._init_ray(None)
+    with crossval_ray.ray_session(None):
+        pass
+    assert seen == [hostmem.ray_runtime_env()] * 2
+
+
+@glibc
+def test_a_ray_worker_sees_the_settings(ray_local):
+    """The session's Ray (tests/fixtures_runtime.py) is started the way raylab starts one."""
+    @ray_local.remote
+    def arena_max() -> str | None:
+        return os.environ.get("MALLOC_ARENA_MAX")
+
+    expected = os.environ.get("MALLOC_ARENA_MAX") or (
+        "1" if hostmem.mode() == "tuned" else None)
+    assert ray_local.get(arena_max.remote()) == expected
