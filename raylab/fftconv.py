@@ -7,9 +7,13 @@ plus O(L) per channel pair, which wins once the kernel is long (see bench/conv_a
 
 `FFTConv1d` subclasses `nn.Conv1d`: same parameters (`weight` (out, in, K), `bias`), same state
 dict, same initialisation, so a checkpoint trained with either loads into the other, and
-`swap_long_convs` can convert a built network in place.
+`swap_long_convs` can convert a built network in place. `AutoConv1d` (`conv_impl="auto"`, the
+networks' default) times both algorithms on its first call and keeps the faster.
 """
 from __future__ import annotations
+
+import logging
+import time
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +21,11 @@ from torch import nn
 
 from raylab.errors import ConfigError
 
-CONV_IMPLS = ("direct", "fft")
+log = logging.getLogger(__name__)
+
+CONV_IMPLS = ("direct", "fft", "auto")
+AUTOTUNE_REPEATS = 2            # timed calls of each algorithm, after one untimed call of each
+FFT_MARGIN = 0.9                # FFT only when clearly faster: near-ties keep the direct algorithm
 
 
 def fast_fft_length(n: int) -> int:
@@ -144,6 +152,77 @@ class FFTConv1d(nn.Conv1d):
         return new.train(conv.training)
 
 
+_CHOICES: dict[tuple, str] = {}  # autotuned algorithm per call signature, for the process
+
+
+def conv_choices() -> dict[tuple, str]:
+    """What `AutoConv1d` chose so far: (device, dtype, input shape, weight shape, backward,
+    autocast) -> "direct" or "fft"."""
+    return dict(_CHOICES)
+
+
+def _seconds(fn, device: torch.device) -> float:
+    """Median wall seconds of AUTOTUNE_REPEATS calls, after one untimed call (cuDNN's own
+    autotuning, oneDNN's primitive creation and the FFT plans happen in that one)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
+    fn()
+    times = []
+    for _ in range(AUTOTUNE_REPEATS):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+class AutoConv1d(FFTConv1d):
+    """`nn.Conv1d` computed by whichever of the direct algorithm (oneDNN; cuDNN on GPUs) and
+    `fft_conv1d` is faster for the call it gets, as `cudnn.benchmark` picks among cuDNN's own.
+
+    The first call with a new signature (device, dtype, input and weight shapes, whether a
+    backward follows, autocast) runs both algorithms (forward, plus backward when gradients are
+    on) on detached copies and keeps the faster (FFT only if faster by `FFT_MARGIN`) for the rest
+    of the process. The two agree to float rounding (tests/test_fftconv.py), so the choice changes
+    speed, not the network; `conv_impl="direct"` gives bit-for-bit repeatable runs instead.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        backward = torch.is_grad_enabled() and (weight.requires_grad or input.requires_grad)
+        key = (str(input.device), input.dtype, tuple(input.shape), tuple(weight.shape), backward,
+               torch.is_autocast_enabled(input.device.type))
+        impl = _CHOICES.get(key)
+        if impl is None:
+            impl = "direct" if torch.compiler.is_compiling() else self._choose(key, input, weight,
+                                                                             bias, backward)
+        if impl == "fft":
+            return fft_conv1d(input, weight, bias, padding=self.padding[0], block=self.block)
+        return nn.Conv1d._conv_forward(self, input, weight, bias)
+
+    def _choose(self, key: tuple, input: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None, backward: bool) -> str:
+        leaves = [t.detach().requires_grad_(t.requires_grad and backward)
+                  for t in (input, weight) + ((bias,) if bias is not None else ())]
+        x, w, b = leaves[0], leaves[1], leaves[2] if bias is not None else None
+        pad = self.padding[0]
+        algorithms = {"direct": lambda: nn.Conv1d._conv_forward(self, x, w, b),
+                      "fft": lambda: fft_conv1d(x, w, b, padding=pad, block=self.block)}
+
+        def run(algorithm) -> None:
+            y = algorithm()
+            if backward:
+                y.backward(torch.ones_like(y))
+
+        seconds = {name: _seconds(lambda a=a: run(a), input.device)
+                   for name, a in algorithms.items()}
+        _CHOICES[key] = "fft" if seconds["fft"] < FFT_MARGIN * seconds["direct"] else "direct"
+        log.debug("conv %s on %s: direct %.2f ms, fft %.2f ms -> %s", tuple(weight.shape),
+                  tuple(input.shape), 1e3 * seconds["direct"], 1e3 * seconds["fft"],
+                  _CHOICES[key])
+        return _CHOICES[key]
+
+
 def swap_long_convs(model: nn.Module, min_kernel: int) -> list[str]:
     """Replace, in place, every plain `nn.Conv1d` with kernel ≥ `min_kernel` by an FFTConv1d
     sharing its parameters; returns the names of the modules swapped.
@@ -165,7 +244,9 @@ def swap_long_convs(model: nn.Module, min_kernel: int) -> list[str]:
 
 def make_conv1d(in_channels: int, out_channels: int, kernel_size: int, impl: str = "direct",
                 padding: int = 0, bias: bool = True) -> nn.Conv1d:
-    """The conv layer a network builds for `conv_impl` ("direct" -> nn.Conv1d, "fft")."""
+    """The conv layer a network builds for `conv_impl` ("direct" -> nn.Conv1d, "fft", "auto")."""
+    if impl == "auto":
+        return AutoConv1d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
     if impl == "direct":
         return nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
     if impl == "fft":

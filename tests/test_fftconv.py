@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from raylab.errors import ConfigError
-from raylab.fftconv import (FFTConv1d, block_length, fast_fft_length, fft_conv1d, make_conv1d,
-                            swap_long_convs)
+from raylab import fftconv
+from raylab.fftconv import (AutoConv1d, FFTConv1d, block_length, fast_fft_length, fft_conv1d,
+                            make_conv1d, swap_long_convs)
 
 
 @pytest.mark.parametrize("cin,cout,kernel,length,padding,block", [
@@ -89,7 +90,7 @@ def test_autocast_bf16_runs_in_float32():
 def test_rejections():
     with pytest.raises(ConfigError, match="stride 1"):
         FFTConv1d.from_conv(nn.Conv1d(1, 1, 3, stride=2))
-    with pytest.raises(ConfigError, match="conv_impl must be one of direct, fft"):
+    with pytest.raises(ConfigError, match="conv_impl must be one of direct, fft, auto"):
         make_conv1d(1, 1, 3, impl="winograd")
     with pytest.raises(ValueError, match="shorter than the kernel"):
         fft_conv1d(torch.randn(1, 1, 5), torch.randn(1, 1, 6))
@@ -97,6 +98,7 @@ def test_rejections():
         fft_conv1d(torch.randn(1, 1, 50), torch.randn(1, 1, 6), block=4)
     assert isinstance(make_conv1d(1, 1, 3, impl="fft"), FFTConv1d)
     assert type(make_conv1d(1, 1, 3)) is nn.Conv1d
+    assert isinstance(make_conv1d(1, 1, 3, impl="auto"), AutoConv1d)
 
 
 @pytest.mark.parametrize("n,expected", [(1, 1), (7, 8), (96_000, 96_000), (47_960, 48_000),
@@ -123,3 +125,66 @@ def test_matches_cudnn_on_gpu_with_bf16_autocast():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         y = fft(x)
     assert y.dtype == torch.float32
+
+
+@pytest.fixture
+def fake_timings(monkeypatch):
+    """Autotuning with set timings: {algorithm: seconds}; records which algorithms were timed."""
+    monkeypatch.setattr(fftconv, "_CHOICES", {})
+    timed, seconds = [], {}
+    real_conv, real_fft = nn.Conv1d._conv_forward, fftconv.fft_conv1d
+
+    def fake_seconds(fn, device):
+        fn()
+        return seconds[timed[-1]]
+
+    def conv(self, *args):
+        timed.append("direct")
+        return real_conv(self, *args)
+
+    def fft(*args, **kwargs):
+        timed.append("fft")
+        return real_fft(*args, **kwargs)
+
+    monkeypatch.setattr(fftconv, "_seconds", fake_seconds)
+    monkeypatch.setattr(nn.Conv1d, "_conv_forward", conv)
+    monkeypatch.setattr(fftconv, "fft_conv1d", fft)
+    return timed, seconds
+
+
+def test_auto_keeps_the_faster_algorithm_per_signature(fake_timings):
+    timed, seconds = fake_timings
+    torch.manual_seed(4)
+    auto = AutoConv1d(3, 4, 25).double()
+    x = torch.randn(2, 3, 300, dtype=torch.float64, requires_grad=True)
+    seconds.update(direct=2.0, fft=1.0)
+    y = auto(x)                                   # times both (with backward), then runs fft
+    assert timed == ["direct", "fft", "fft"]
+    assert auto.weight.grad is None and x.grad is None   # the timing runs left no gradients
+    key = ("cpu", torch.float64, (2, 3, 300), (4, 3, 25), True, False)
+    assert fftconv.conv_choices() == {key: "fft"}
+    auto(x)                                       # the same signature: no timing again
+    assert timed[3:] == ["fft"]
+    seconds.update(direct=1.0, fft=0.95)          # FFT not clearly faster: direct
+    with torch.no_grad():
+        auto(x)                                   # a forward-only signature is its own choice
+    assert timed[4:] == ["direct", "fft", "direct"]
+    assert fftconv.conv_choices()[key[:4] + (False, False)] == "direct"
+    g = torch.randn_like(y)
+    direct = nn.Conv1d(3, 4, 25).double()
+    direct.load_state_dict(auto.state_dict())
+    x2 = x.detach().clone().requires_grad_(True)
+    torch.testing.assert_close(y, direct(x2), rtol=1e-9, atol=1e-9)
+    grads = torch.autograd.grad(y, (x, auto.weight, auto.bias), g)
+    for a, b in zip(grads, torch.autograd.grad(direct(x2), (x2, direct.weight, direct.bias), g)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_auto_with_real_timings_computes_the_same_convolution():
+    torch.manual_seed(5)
+    auto = AutoConv1d(2, 3, 40)
+    direct = nn.Conv1d(2, 3, 40)
+    direct.load_state_dict(auto.state_dict())
+    x = torch.rand(2, 2, 2000) * 2 - 1
+    torch.testing.assert_close(auto(x), direct(x), rtol=1e-4, atol=2e-5)
+    assert set(fftconv.conv_choices().values()) <= {"direct", "fft"}

@@ -75,7 +75,8 @@ def test_gradients_reach_the_first_layer_from_each_head(name):
 def test_cnn_blocks_are_conv_batchnorm_pool_relu_with_separate_relus(name):
     model = build_model(name, **TOY[name])
     for block in model.trunk.blocks:
-        assert [type(m) for m in block] == [nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.ReLU]
+        assert [type(m) for m in block][1:] == [nn.BatchNorm1d, nn.MaxPool1d, nn.ReLU]
+        assert isinstance(block[0], nn.Conv1d)  # AutoConv1d by default, a Conv1d subclass
         assert block.conv.stride == (1,)
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     assert len(relus) == 3 and len({id(m) for m in relus}) == 3 and not any(m.inplace for m in relus)
@@ -114,7 +115,7 @@ def test_other_window_lengths_change_the_flat_size():
 def test_default_elor_costs_two_to_three_gflop_per_window():
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model("elor").eval()
+    model = build_model("elor", conv_impl="direct").eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 96_000))
     assert 2e9 < counter.get_total_flops() < 3e9
@@ -141,7 +142,10 @@ def test_conv_impl_fft_is_the_same_network(name):
     small = {"elor": dict(input_samples=800), "lom": dict(mfcc_frames=60),
              "elor_ftr": dict(input_samples=800, num_features=12)}[name]
     torch.manual_seed(0)
-    direct = build_model(name, **small).double().eval()
+    direct = build_model(name, conv_impl="direct", **small).double().eval()
+    assert all(type(m) is torch.nn.Conv1d for m in direct.modules()
+               if isinstance(m, torch.nn.Conv1d))
+    assert build_model(name, **small).config["conv_impl"] == "auto"   # the default
     torch.manual_seed(0)
     fft = build_model(name, conv_impl="fft", **small).double().eval()
     assert fft.config["conv_impl"] == "fft"

@@ -19,7 +19,7 @@ class ELoRFTR(TwoHeadNet):
                  conv2_filters: int = 40, conv2_kernel: int = 10, pool2: int = 10,
                  conv3_filters: int = 40, conv3_kernel: int = 10, pool3: int = 10,
                  hidden1: int = 128, hidden2: int = 64, dropout: float = 0.3,
-                 conv_impl: str = "direct") -> None:
+                 conv_impl: str = "auto") -> None:
         super().__init__()
         self._record_config(locals())
         check_positive(input_samples=input_samples, num_features=num_features)

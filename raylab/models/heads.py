@@ -56,12 +56,14 @@ class ConvTrunk(nn.Module):
     """Three blocks conv1d (stride 1, no padding) -> batch norm -> max-pool -> ReLU, flattened.
 
     The length after each block is (length - kernel + 1) // pool; `out_features` is the flat size,
-    computed here so that any input length works. `conv_impl="fft"` computes the same convolutions
-    by FFT (`raylab.fftconv.FFTConv1d`: same parameters and state dict), faster for long kernels.
+    computed here so that any input length works. `conv_impl` says how the convolutions are
+    computed, with the same parameters and state dict: "auto" (default) times the direct and the
+    FFT algorithm per layer on the first batch and keeps the faster (`raylab.fftconv.AutoConv1d`),
+    "direct" always uses `nn.Conv1d` (bit-for-bit repeatable), "fft" always the FFT.
     """
 
     def __init__(self, in_channels: int, length: int, filters: Sequence[int],
-                 kernels: Sequence[int], pools: Sequence[int], conv_impl: str = "direct") -> None:
+                 kernels: Sequence[int], pools: Sequence[int], conv_impl: str = "auto") -> None:
         super().__init__()
         if conv_impl not in CONV_IMPLS:
             raise ConfigError(f"conv_impl={conv_impl!r}: expected one of {', '.join(CONV_IMPLS)}")

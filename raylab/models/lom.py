@@ -23,7 +23,7 @@ class LoM(TwoHeadNet):
                  conv2_filters: int = 40, conv2_kernel: int = 5, pool2: int = 2,
                  conv3_filters: int = 40, conv3_kernel: int = 3, pool3: int = 2,
                  hidden1: int = 128, hidden2: int = 64, dropout: float = 0.3,
-                 conv_impl: str = "direct") -> None:
+                 conv_impl: str = "auto") -> None:
         super().__init__()
         self._record_config(locals())
         check_positive(mfcc_channels=mfcc_channels, mfcc_frames=mfcc_frames)
