@@ -7,8 +7,10 @@ off, the largest relative difference of the logits and of conv1's weight gradien
 
 Variants (CPU): torch threads 1 vs 2; float32 waveforms (no per-batch int16 scaling); oneDNN's
 fp32 convs/matmuls in bf16 (`torch.backends.mkldnn.*.fp32_precision`); bf16 autocast; FFT conv1
-(`swap_long_convs`), also at the search space's longest conv1 kernel (320); torch.compile; batch
-size 4/15/32; filters 20/40/80 per layer. On GPUs also: fp32 vs bf16 autocast, cudnn.benchmark.
+(`swap_long_convs`), also at the search space's longest conv1 kernel (320); `conv_impl="auto"`
+(the networks' default; every other variant uses the direct convolution) at the reference and at
+the space's longest conv2/conv3 kernels (40); torch.compile; batch size 4/15/32; filters 20/40/80
+per layer. On GPUs also: fp32 vs bf16 autocast, cudnn.benchmark.
 Read the CPU-ms/window column on a shared machine: wall times drift with other load (the
 baseline is measured again last to show the drift).
 Usage: python bench/fast_path.py [--device cpu|cuda] [--steps N] [--skip compile,...]
@@ -94,6 +96,14 @@ class Variant:
     amp: bool = False
     baseline: str = "baseline"     # the variant it is compared with
 
+    def __post_init__(self) -> None:
+        # the direct convolution unless a variant says otherwise: the networks' default "auto"
+        # would otherwise pick per machine, and swap_long_convs swaps plain nn.Conv1d only
+        self.kwargs = {"conv_impl": "direct", **self.kwargs}
+
+
+K40 = {"conv2_kernel": 40, "conv3_kernel": 40}  # the longest conv2/conv3 of the search space
+
 
 def variants(device: str) -> list[Variant]:
     if torch.device(device).type == "cuda":
@@ -107,6 +117,10 @@ def variants(device: str) -> list[Variant]:
                         baseline="conv1 K=320, direct"),
                 Variant("conv1 K=320, FFT", prepare=_fft(80), kwargs={"conv1_kernel": 320},
                         amp=True, baseline="conv1 K=320, direct"),
+                Variant("conv2/3 K=40, direct", kwargs=K40, amp=True,
+                        baseline="conv2/3 K=40, direct"),
+                Variant("conv2/3 K=40, conv_impl auto", kwargs={**K40, "conv_impl": "auto"},
+                        amp=True, baseline="conv2/3 K=40, direct"),
                 Variant("torch.compile", prepare=torch.compile, amp=True,
                         baseline="baseline (bf16 autocast)"),
                 Variant("batch 64", batch=64, amp=True, baseline="baseline (bf16 autocast)"),
@@ -122,6 +136,10 @@ def variants(device: str) -> list[Variant]:
                     baseline="conv1 K=320, direct"),
             Variant("conv1 K=320, FFT", prepare=_fft(80), kwargs={"conv1_kernel": 320},
                     baseline="conv1 K=320, direct"),
+            Variant("conv_impl auto", kwargs={"conv_impl": "auto"}),
+            Variant("conv2/3 K=40, direct", kwargs=K40, baseline="conv2/3 K=40, direct"),
+            Variant("conv2/3 K=40, conv_impl auto", kwargs={**K40, "conv_impl": "auto"},
+                    baseline="conv2/3 K=40, direct"),
             Variant("torch.compile", prepare=torch.compile),
             Variant("batch 4", batch=4),
             Variant("batch 32", batch=32),
@@ -136,7 +154,8 @@ def equivalence(v: Variant, device: str) -> tuple[float, float]:
     outs = []
     for variant in (None, v):
         torch.manual_seed(0)
-        model = build_model("elor", dropout=0.0, **v.kwargs).to(device)
+        kwargs = v.kwargs if variant is not None else {**v.kwargs, "conv_impl": "direct"}
+        model = build_model("elor", dropout=0.0, **kwargs).to(device)
         if variant is not None and variant.prepare is not None:
             model = variant.prepare(model)
         data = synthetic_arrays(model, 4, waveform_dtype=v.waveform_dtype)
@@ -169,7 +188,8 @@ def run(device: str, steps: int, skip: set[str]) -> str:
         r.pop("model")
         r["peak"] = peak
         results[v.name] = r
-        changes_numerics = v.prepare is not None or v.amp or v.context is not contextlib.nullcontext
+        changes_numerics = (v.prepare is not None or v.amp or v.kwargs["conv_impl"] != "direct"
+                            or v.context is not contextlib.nullcontext)
         eq = equivalence(v, device) if changes_numerics else None
         base = results.get(v.baseline)
         speedup = base["s_per_window"] / r["s_per_window"] if base and base is not r else 1.0
