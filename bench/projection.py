@@ -58,8 +58,8 @@ def ops_per_batch(update: str = "alternate", batch: int = 15) -> float:
             Count.ops += 1
             return func(*args, **(kwargs or {}))
 
-    model = build_model("elor", input_samples=4000)
-    data = synthetic_arrays(model, 2 * batch)
+    model = build_model("elor", input_samples=4000, conv_impl="direct")  # "auto" would add its
+    data = synthetic_arrays(model, 2 * batch)                            # one-time timing runs
     with Count():
         fit(model, data, None, TrainConfig(batch_size=batch, epochs=1, update=update))
     return Count.ops / 2
@@ -160,6 +160,11 @@ def report(cpu: dict, gpu: dict | None, efficiency: float | None, overhead_s: fl
             ["this CPU if it were idle", f"measured process CPU time ÷ {cpu['threads']} threads",
              human(idle_trial), human(TRIALS * idle_trial),
              f"{paper_s / (TRIALS * idle_trial):.2g}x"]]
+    space_trial = cpu_trial * mean_flops / ref_flops
+    rows.append(["this CPU, search-space mean", "estimated: measured wall time x the mean's "
+                 f"FLOPs ratio ({mean_flops / ref_flops:.2f}x; time does not follow FLOPs "
+                 "exactly: conv_impl auto runs long kernels by FFT)", human(space_trial),
+                 human(TRIALS * space_trial), f"{paper_s / (TRIALS * space_trial):.2g}x"])
     if gpu is not None:
         gpu_trial = epochs * gpu["epoch_s"] + overhead_s
         rows.append([f"GPU, measured full-scale epoch ({gpu['machine']})",
