@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from raylab import hostmem
 from raylab.config import (SearchSpace, default_space_file, dump_search_space, load_search_space,
                            paper_values)
-from raylab import hostmem
 from raylab.errors import ConfigError, DataError
 from raylab.search_results import (SearchResult, TrialSummary, plain, write_best, write_json,
                                    write_text)

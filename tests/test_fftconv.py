@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from raylab.errors import ConfigError
 from raylab import fftconv
+from raylab.errors import ConfigError
 from raylab.fftconv import (AutoConv1d, FFTConv1d, block_length, fast_fft_length, fft_conv1d,
                             make_conv1d, swap_long_convs)
 
