@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raylab import hostmem
+
 SR = 16_000
 SAMPLES = 6 * SR
 SPEAKERS = [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"]
@@ -179,7 +181,8 @@ def main() -> None:
                 # a fresh Ray per row: tune.with_parameters keeps its object references for the
                 # life of the process, so a second search in one Ray would find the first's data
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", object_store_memory=max(2 * 2**30, 3 * audio))
+                         logging_level="ERROR", object_store_memory=max(2 * 2**30, 3 * audio),
+                         runtime_env=hostmem.ray_runtime_env())  # as `raylab tune` starts Ray
                 r = run(n, data, args.epochs, folder, cpus)
                 ray.shutdown()
                 print(f"| {windows} | {audio / mb:.0f} | {n} | {r['wall']:.1f} | {r['fit']:.1f} | "
