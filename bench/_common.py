@@ -16,8 +16,8 @@ from typing import Callable
 
 from raylab import hostmem
 
-# as `raylab` itself does (cli.main, Ray's workers): the figures are those of the real path;
-# RAYLAB_HOST_ALLOCATOR=system measures glibc's defaults (bench/host_alloc.py compares the two)
+# as `raylab` itself does (its console script, Ray's workers): the figures are those of the real
+# path; RAYLAB_HOST_ALLOCATOR=system measures glibc's defaults (bench/host_alloc.py compares them)
 HOST_ALLOCATOR = "tuned" if hostmem.tune_this_process() else "system"
 
 import torch  # noqa: E402

@@ -1,3 +1,3 @@
-from raylab.cli import main
+from raylab.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -55,12 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
+    """The `raylab` console script: the host allocator settings first (before any thread takes
+    a malloc arena of its own; `raylab.hostmem`), then `main`. In-process callers (tests,
+    notebooks) call `main` and keep their own process's settings."""
     try:
-        hostmem.tune_this_process()  # first, before any thread takes a malloc arena of its own
+        hostmem.tune_this_process()
     except RaylabError as err:
         print(f"raylab: error: {err}", file=sys.stderr)
         return 1
+    return main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.results = getattr(args, "results", None)

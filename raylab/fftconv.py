@@ -156,14 +156,14 @@ _CHOICES: dict[tuple, str] = {}  # autotuned algorithm per call signature, for t
 
 
 def conv_choices() -> dict[tuple, str]:
-    """What `AutoConv1d` chose so far: (device, dtype, input shape, weight shape, backward,
-    autocast) -> "direct" or "fft"."""
+    """What `AutoConv1d` chose so far: signature (see `AutoConv1d`) -> "direct" or "fft"."""
     return dict(_CHOICES)
 
 
 def _seconds(fn, device: torch.device) -> float:
-    """Median wall seconds of AUTOTUNE_REPEATS calls, after one untimed call (cuDNN's own
-    autotuning, oneDNN's primitive creation and the FFT plans happen in that one)."""
+    """Best wall seconds of AUTOTUNE_REPEATS calls, after one untimed call (cuDNN's own
+    autotuning, oneDNN's primitive creation and the FFT plans happen in that one); the best,
+    because other work on the machine only ever adds time."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
     fn()
     times = []
@@ -173,38 +173,44 @@ def _seconds(fn, device: torch.device) -> float:
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return min(times)
 
 
 class AutoConv1d(FFTConv1d):
     """`nn.Conv1d` computed by whichever of the direct algorithm (oneDNN; cuDNN on GPUs) and
     `fft_conv1d` is faster for the call it gets, as `cudnn.benchmark` picks among cuDNN's own.
 
-    The first call with a new signature (device, dtype, input and weight shapes, whether a
-    backward follows, autocast) runs both algorithms (forward, plus backward when gradients are
-    on) on detached copies and keeps the faster (FFT only if faster by `FFT_MARGIN`) for the rest
-    of the process. The two agree to float rounding (tests/test_fftconv.py), so the choice changes
-    speed, not the network; `conv_impl="direct"` gives bit-for-bit repeatable runs instead.
+    The first call with a new signature (device, dtype, input and weight shapes, padding, FFT
+    block, which operands need gradients, autocast dtype) runs both algorithms (forward, plus
+    backward when gradients are on) on detached copies and keeps the faster (FFT only if faster
+    by `FFT_MARGIN`; direct if the FFT runs out of memory) for the rest of the process. The two
+    agree to float rounding (tests/test_fftconv.py), so the choice changes speed, not the
+    network; `conv_impl="direct"` gives bit-for-bit repeatable runs instead. Inside code that
+    `torch.compile` traces it always runs direct (pick `conv_impl="fft"` explicitly there).
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
-        backward = torch.is_grad_enabled() and (weight.requires_grad or input.requires_grad)
-        key = (str(input.device), input.dtype, tuple(input.shape), tuple(weight.shape), backward,
-               torch.is_autocast_enabled(input.device.type))
-        impl = _CHOICES.get(key)
-        if impl is None:
-            impl = "direct" if torch.compiler.is_compiling() else self._choose(key, input, weight,
-                                                                             bias, backward)
+        if torch.compiler.is_compiling():
+            return nn.Conv1d._conv_forward(self, input, weight, bias)
+        grads = (torch.is_grad_enabled() and input.requires_grad,
+                 torch.is_grad_enabled() and weight.requires_grad)
+        device = input.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (str(input.device), input.dtype, tuple(input.shape), tuple(weight.shape),
+               self.padding[0], self.block, grads, autocast)
+        impl = _CHOICES.get(key) or self._choose(key, input, weight, bias, grads)
         if impl == "fft":
             return fft_conv1d(input, weight, bias, padding=self.padding[0], block=self.block)
         return nn.Conv1d._conv_forward(self, input, weight, bias)
 
     def _choose(self, key: tuple, input: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None, backward: bool) -> str:
-        leaves = [t.detach().requires_grad_(t.requires_grad and backward)
-                  for t in (input, weight) + ((bias,) if bias is not None else ())]
-        x, w, b = leaves[0], leaves[1], leaves[2] if bias is not None else None
+                bias: torch.Tensor | None, grads: tuple[bool, bool]) -> str:
+        backward = any(grads) or (bias is not None and bias.requires_grad
+                                  and torch.is_grad_enabled())
+        x = input.detach().requires_grad_(grads[0])
+        w = weight.detach().requires_grad_(grads[1])
+        b = None if bias is None else bias.detach().requires_grad_(backward and bias.requires_grad)
         pad = self.padding[0]
         algorithms = {"direct": lambda: nn.Conv1d._conv_forward(self, x, w, b),
                       "fft": lambda: fft_conv1d(x, w, b, padding=pad, block=self.block)}
@@ -214,8 +220,11 @@ class AutoConv1d(FFTConv1d):
             if backward:
                 y.backward(torch.ones_like(y))
 
-        seconds = {name: _seconds(lambda a=a: run(a), input.device)
-                   for name, a in algorithms.items()}
+        seconds = {"direct": _seconds(lambda: run(algorithms["direct"]), input.device)}
+        try:
+            seconds["fft"] = _seconds(lambda: run(algorithms["fft"]), input.device)
+        except torch.OutOfMemoryError:
+            seconds["fft"] = float("inf")
         _CHOICES[key] = "fft" if seconds["fft"] < FFT_MARGIN * seconds["direct"] else "direct"
         log.debug("conv %s on %s: direct %.2f ms, fft %.2f ms -> %s", tuple(weight.shape),
                   tuple(input.shape), 1e3 * seconds["direct"], 1e3 * seconds["fft"],

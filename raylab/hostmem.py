@@ -12,12 +12,15 @@ price of a peak resident size about 1 GB higher, because freed blocks are kept f
 
 Written by hand because torch exposes no CPU caching allocator and jemalloc/tcmalloc are not on the
 package index; `mallopt` is the documented glibc interface for exactly this. Elsewhere (macOS,
-musl) nothing is changed. `RAYLAB_HOST_ALLOCATOR=system` turns it off; MALLOC_* variables the user
-has set are left as they are.
+musl) nothing is changed. `RAYLAB_HOST_ALLOCATOR=system` turns it off; settings the user has made
+(MALLOC_* variables, glibc.malloc.* in GLIBC_TUNABLES) are left as they are. A Ray that was
+already running when raylab joined it keeps its workers' settings (start it with
+`runtime_env=raylab.hostmem.ray_runtime_env()`).
 """
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import platform
 
@@ -27,11 +30,14 @@ MODE_ENV = "RAYLAB_HOST_ALLOCATOR"
 MODES = ("tuned", "system")
 LIMIT = 2**31 - 1  # bytes: mallopt takes a C int; above any activation of batch <= 64
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # <malloc.h>
-GLIBC_ENV = {  # the same settings, read by glibc when a process starts
-    "MALLOC_ARENA_MAX": ("1", M_ARENA_MAX, 1),
-    "MALLOC_MMAP_THRESHOLD_": (str(LIMIT), M_MMAP_THRESHOLD, LIMIT),
-    "MALLOC_TRIM_THRESHOLD_": (str(LIMIT), M_TRIM_THRESHOLD, LIMIT),
+GLIBC_ENV = {  # variable read by glibc at process start: (its tunable, value, mallopt parameter)
+    "MALLOC_MMAP_THRESHOLD_": ("glibc.malloc.mmap_threshold", LIMIT, M_MMAP_THRESHOLD),
+    "MALLOC_ARENA_MAX": ("glibc.malloc.arena_max", 1, M_ARENA_MAX),
+    "MALLOC_TRIM_THRESHOLD_": ("glibc.malloc.trim_threshold", LIMIT, M_TRIM_THRESHOLD),
 }
+_refused = False  # this process's glibc refused the threshold (old releases cap it at 32 MiB)
+
+log = logging.getLogger(__name__)
 
 
 def mode() -> str:
@@ -46,34 +52,50 @@ def _is_glibc() -> bool:
     return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
+def _ours() -> dict[str, tuple[str, int, int]]:
+    """The settings raylab may make: none when off, off glibc or refused here; not those the
+    user set (as MALLOC_* or in GLIBC_TUNABLES)."""
+    if mode() != "tuned" or not _is_glibc() or _refused:
+        return {}
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return {name: spec for name, spec in GLIBC_ENV.items()
+            if name not in os.environ and spec[0] not in tunables}
+
+
 def worker_env() -> dict[str, str]:
     """Environment variables for Ray's worker processes (`runtime_env={"env_vars": ...}`).
 
-    Empty when tuning is off, off glibc, or for a variable the user has already set (theirs is
-    inherited by the workers as it is).
+    Empty when tuning is off, off glibc, or when this process's glibc refused the threshold
+    (the cluster's nodes are assumed to run the same image); a variable the user has set is left
+    out (theirs is inherited by the workers as it is).
     """
-    if mode() != "tuned" or not _is_glibc():
-        return {}
-    return {name: value for name, (value, _, _) in GLIBC_ENV.items() if name not in os.environ}
+    return {name: str(value) for name, (_, value, _) in _ours().items()}
 
 
 def tune_this_process() -> bool:
     """Apply the settings to the running process through `mallopt`; True if they were applied.
 
     Call it before the process starts threads: a thread that has already taken an arena of its
-    own keeps it. `raylab.cli.main` calls it first thing; Ray's workers get `worker_env()` instead.
+    own keeps it. The threshold goes first: if glibc refuses it, nothing is changed (one arena
+    without it would only add lock contention). `raylab`'s console script calls this first
+    thing; Ray's workers get `worker_env()` instead.
     """
-    if mode() != "tuned" or not _is_glibc():
+    global _refused
+    settings = _ours()
+    if not settings:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    applied = True
-    for name, (_, param, value) in GLIBC_ENV.items():
-        if name not in os.environ:
-            applied = bool(libc.mallopt(param, value)) and applied
-    return applied
+    for name, (_, value, param) in settings.items():
+        if not libc.mallopt(param, value):
+            if name == "MALLOC_MMAP_THRESHOLD_":
+                _refused = True
+                log.warning("glibc refused an mmap threshold of %d bytes; host allocator left "
+                            "at its defaults", value)
+            return False
+    return True
 
 
 def ray_runtime_env() -> dict | None:

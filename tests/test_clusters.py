@@ -159,9 +159,9 @@ def test_the_raylab_entry_point_is_installed():
     import tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["raylab"] == "raylab.cli:main"
+    assert scripts["raylab"] == "raylab.cli:run"
     (installed,) = entry_points(group="console_scripts", name="raylab")
-    assert installed.value == "raylab.cli:main" and (Path(VENV_BIN) / "raylab").exists()
+    assert installed.value == "raylab.cli:run" and (Path(VENV_BIN) / "raylab").exists()
     assert (Path(VENV_BIN) / "mlflow").exists() and (Path(VENV_BIN) / "ray").exists()
 
 

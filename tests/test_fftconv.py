@@ -161,7 +161,7 @@ def test_auto_keeps_the_faster_algorithm_per_signature(fake_timings):
     y = auto(x)                                   # times both (with backward), then runs fft
     assert timed == ["direct", "fft", "fft"]
     assert auto.weight.grad is None and x.grad is None   # the timing runs left no gradients
-    key = ("cpu", torch.float64, (2, 3, 300), (4, 3, 25), True, False)
+    key = ("cpu", torch.float64, (2, 3, 300), (4, 3, 25), 0, None, (True, True), None)
     assert fftconv.conv_choices() == {key: "fft"}
     auto(x)                                       # the same signature: no timing again
     assert timed[3:] == ["fft"]
@@ -169,7 +169,7 @@ def test_auto_keeps_the_faster_algorithm_per_signature(fake_timings):
     with torch.no_grad():
         auto(x)                                   # a forward-only signature is its own choice
     assert timed[4:] == ["direct", "fft", "direct"]
-    assert fftconv.conv_choices()[key[:4] + (False, False)] == "direct"
+    assert fftconv.conv_choices()[key[:6] + ((False, False), None)] == "direct"
     g = torch.randn_like(y)
     direct = nn.Conv1d(3, 4, 25).double()
     direct.load_state_dict(auto.state_dict())
@@ -180,7 +180,22 @@ def test_auto_keeps_the_faster_algorithm_per_signature(fake_timings):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_auto_with_real_timings_computes_the_same_convolution():
+def test_auto_falls_back_to_direct_when_the_fft_runs_out_of_memory(fake_timings, monkeypatch):
+    timed, seconds = fake_timings
+    seconds.update(direct=2.0, fft=1.0)
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("FFT workspace")
+
+    monkeypatch.setattr(fftconv, "fft_conv1d", no_memory)
+    auto = AutoConv1d(2, 3, 9)
+    x = torch.randn(1, 2, 50)
+    torch.testing.assert_close(auto(x), nn.functional.conv1d(x, auto.weight, auto.bias))
+    assert list(fftconv.conv_choices().values()) == ["direct"]
+
+
+def test_auto_with_real_timings_computes_the_same_convolution(monkeypatch):
+    monkeypatch.setattr(fftconv, "_CHOICES", {})
     torch.manual_seed(5)
     auto = AutoConv1d(2, 3, 40)
     direct = nn.Conv1d(2, 3, 40)

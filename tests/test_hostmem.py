@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from raylab import hostmem
-from raylab.cli import main
+from raylab.cli import run
 from raylab.errors import ConfigError
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="the settings are glibc's")
 
-# a fresh process: the settings first (as raylab.cli.main does), then the malloc rounds in a thread
+# a fresh process: the settings first (as the raylab console script does), then the malloc rounds in a thread
 FAULTS = """
 from raylab import hostmem
 print(hostmem.tune_this_process())
@@ -38,7 +38,8 @@ def _faults(mode: str) -> tuple[str, int]:
 @glibc
 def test_tuned_allocator_reuses_large_blocks_without_page_faults():
     applied, tuned = _faults("tuned")
-    assert applied == "True"
+    if applied == "False":
+        pytest.skip("this glibc refuses an mmap threshold this large")
     assert tuned < 50
     applied, system = _faults("system")
     assert applied == "False"
@@ -47,9 +48,9 @@ def test_tuned_allocator_reuses_large_blocks_without_page_faults():
 
 @glibc
 def test_worker_env_leaves_the_users_own_settings(monkeypatch):
-    for name in hostmem.GLIBC_ENV:
+    for name in (*hostmem.GLIBC_ENV, "GLIBC_TUNABLES", hostmem.MODE_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv(hostmem.MODE_ENV, raising=False)
+    monkeypatch.setattr(hostmem, "_refused", False)
     assert hostmem.worker_env() == {"MALLOC_ARENA_MAX": "1",
                                     "MALLOC_MMAP_THRESHOLD_": str(hostmem.LIMIT),
                                     "MALLOC_TRIM_THRESHOLD_": str(hostmem.LIMIT)}
@@ -57,8 +58,31 @@ def test_worker_env_leaves_the_users_own_settings(monkeypatch):
     assert "MALLOC_ARENA_MAX" not in hostmem.worker_env()
     assert hostmem.ray_runtime_env() == {"env_vars": {
         "MALLOC_MMAP_THRESHOLD_": str(hostmem.LIMIT), "MALLOC_TRIM_THRESHOLD_": str(hostmem.LIMIT)}}
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
+    assert hostmem.worker_env() == {"MALLOC_MMAP_THRESHOLD_": str(hostmem.LIMIT)}
     monkeypatch.setenv(hostmem.MODE_ENV, "system")
     assert hostmem.worker_env() == {} and hostmem.ray_runtime_env() is None
+
+
+@glibc
+def test_a_refused_threshold_changes_nothing(monkeypatch, caplog):
+    """Old glibc releases refuse an mmap threshold above 32 MiB: then no setting is made, here
+    or in the workers (one arena alone would only add lock contention)."""
+    for name in (*hostmem.GLIBC_ENV, "GLIBC_TUNABLES", hostmem.MODE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hostmem, "_refused", False)
+    calls = []
+
+    class OldLibc:
+        def mallopt(self, param, value):
+            calls.append(param)
+            return 0 if param == hostmem.M_MMAP_THRESHOLD else 1
+
+    monkeypatch.setattr(hostmem.ctypes, "CDLL", lambda name: OldLibc())
+    assert hostmem.tune_this_process() is False
+    assert calls == [hostmem.M_MMAP_THRESHOLD]
+    assert "glibc refused an mmap threshold" in caplog.text
+    assert hostmem.worker_env() == {} and hostmem.tune_this_process() is False
 
 
 def test_unknown_mode_is_a_one_line_error(monkeypatch, capsys):
@@ -66,7 +90,7 @@ def test_unknown_mode_is_a_one_line_error(monkeypatch, capsys):
     with pytest.raises(ConfigError, match="RAYLAB_HOST_ALLOCATOR='jemalloc': expected one of "
                                           "tuned, system"):
         hostmem.worker_env()
-    assert main(["data", "info", "--help"]) == 1
+    assert run(["data", "info", "--help"]) == 1
     assert capsys.readouterr().err.strip() == (
         "raylab: error: RAYLAB_HOST_ALLOCATOR='jemalloc': expected one of tuned, system")
 
@@ -102,10 +126,10 @@ def _second_malloc_faults() -> int:
 
     def work() -> None:
         for _ in range(2):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt  # this thread only
             p = libc.malloc(400 << 20)
             libc.memset(p, 1, 400 << 20)
-            out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+            out.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
             libc.free(p)
 
     t = threading.Thread(target=work)
@@ -125,5 +149,5 @@ def test_a_ray_worker_runs_with_the_settings(ray_local):
     arena_max, faults = ray_local.get(probe.remote())
     assert arena_max == (os.environ.get("MALLOC_ARENA_MAX") or (
         "1" if hostmem.mode() == "tuned" else None))
-    if hostmem.mode() == "tuned" and not any(k in os.environ for k in hostmem.GLIBC_ENV):
+    if hostmem.worker_env().keys() == hostmem.GLIBC_ENV.keys():  # all three are raylab's
         assert faults < 50
