@@ -12,11 +12,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
 from raylab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 METRICS = ("val_acc_mean", "val_uar_mean")  # validation WAR / UAR averaged over the two dimensions
 MODES = ("max", "min")
@@ -103,6 +106,24 @@ class SearchSpace:
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
 
+    def draw(self, rng: "np.random.Generator") -> dict[str, Any]:
+        """One point drawn as TPE draws its initial points: uniform over each range (over log
+        values for `log: true`, over the grid for a step), a choice uniformly; `fixed` added."""
+        point = dict(self.fixed)
+        for p in self.params:
+            if p.type == "choice":
+                point[p.name] = p.values[rng.integers(len(p.values))]
+            elif p.type == "int":
+                step = p.step or 1
+                value = (round(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
+                         if p.log else p.low + step * rng.integers((p.high - p.low) // step + 1))
+                point[p.name] = int(value)
+            else:
+                value = (math.exp(rng.uniform(math.log(p.low), math.log(p.high))) if p.log
+                         else rng.uniform(p.low, p.high))
+                point[p.name] = p.step * round(value / p.step) if p.step else float(value)
+        return point
+
     def with_fixed(self, values: Mapping[str, Any]) -> "SearchSpace":
         """Hold `values` fixed: they leave the space and the start point and join `fixed`."""
         if not values:
@@ -175,7 +196,10 @@ def parse_search_space(raw: Any, source: str = "<memory>") -> SearchSpace:
         _check_name(p.name, f"space.{p.name}", known, err)
         if p.name in fixed:
             err.fail(f"fixed.{p.name}", "is both fixed and searched; keep it in one place")
-    paper = paper_values(arch)
+    try:
+        paper = paper_values(arch, fixed.get("preset"))
+    except ConfigError as error:
+        err.fail("fixed.preset", str(error))
     for p in params:
         if p.name in paper and not p.contains(paper[p.name]):
             err.fail(f"space.{p.name}", f"the paper's value {paper[p.name]!r} lies outside "
@@ -233,20 +257,24 @@ def dump_search_space(space: SearchSpace) -> str:
 def known_params(arch: str) -> dict[str, Any]:
     """Every flat parameter `arch` takes, with its default (model defaults + Tables 1-4)."""
     from raylab.models import SHAPE_KEYS, model_defaults
+    from raylab.models.presets import DEFAULT_PRESET
     from raylab.training import PAPER_HPARAMS, TrainConfig
 
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.name not in NOT_SEARCHABLE}
     model = {k: v for k, v in model_defaults(arch).items() if k not in SHAPE_KEYS}
-    return {**train, **PAPER_HPARAMS[arch], **model}
+    return {**train, **PAPER_HPARAMS[arch], **model, "preset": DEFAULT_PRESET}
 
 
-def paper_values(arch: str) -> dict[str, Any]:
-    """The paper's configuration: Tables 1-4 for training, the model defaults for the network."""
+def paper_values(arch: str, preset: str | None = None) -> dict[str, Any]:
+    """The paper's configuration: Tables 1-4 for training, the model defaults (or those of
+    `preset`) for the network."""
     from raylab.models import SHAPE_KEYS, model_defaults
+    from raylab.models.presets import DEFAULT_PRESET, preset_values
     from raylab.training import PAPER_HPARAMS
 
-    model = {k: v for k, v in model_defaults(arch).items() if k not in SHAPE_KEYS}
+    model = model_defaults(arch) | preset_values(arch, preset or DEFAULT_PRESET)
+    model = {k: v for k, v in model.items() if k not in SHAPE_KEYS}
     return {**model, **PAPER_HPARAMS[arch]}
 
 

@@ -169,3 +169,37 @@ def model_flops(model, update: str = "alternate", batch_size: int = 15) -> Windo
     if not names:
         raise ConfigError(f"{type(net).__name__} is not one of the registered networks")
     return window_flops(names[0], net.config, update, batch_size)
+
+
+# One search trial at IEMOCAP scale (the paper's E2 windows, one test speaker held out, the rest
+# split 80/20): 8522 windows, ~852 held out, 6136 training and 1534 validation windows.
+IEMOCAP_WINDOWS, IEMOCAP_TEST_WINDOWS, VAL_FRACTION = 8522, 852, 0.2
+IEMOCAP_TRAIN = round((IEMOCAP_WINDOWS - IEMOCAP_TEST_WINDOWS) * (1 - VAL_FRACTION))   # 6136
+IEMOCAP_VAL = IEMOCAP_WINDOWS - IEMOCAP_TEST_WINDOWS - IEMOCAP_TRAIN                     # 1534
+
+
+def trial_flops(name: str, params: dict, train_windows: int = IEMOCAP_TRAIN,
+                val_windows: int = IEMOCAP_VAL) -> float:
+    """FLOPs of one search trial (direct-convolution count): `epochs` × (a training pass in
+    `update` mode + a validation pass). `params` is a flat parameter dict (`split_params`)."""
+    from raylab.training import split_params
+
+    model, cfg = split_params(name, params)
+    f = window_flops(name, model, cfg.update, cfg.batch_size)
+    return cfg.epochs * (train_windows * f.train + val_windows * f.evaluate)
+
+
+def mean_trial_flops(space, samples: int = 2000, seed: int = 0, **windows: int) -> float:
+    """Mean `trial_flops` over points drawn from search space `space` as TPE draws its initial
+    points (`SearchSpace.draw`); points whose pools leave no output are skipped (such a trial
+    fails at once). Monte Carlo with a fixed seed, so the figure is reproducible."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    costs: list[float] = []
+    while len(costs) < samples:
+        try:
+            costs.append(trial_flops(space.arch, space.draw(rng), **windows))
+        except ConfigError:
+            continue
+    return float(np.mean(costs))

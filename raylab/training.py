@@ -35,6 +35,7 @@ from raylab import DIMENSIONS
 from raylab.errors import ConfigError, DataError
 from raylab.metrics import per_dimension
 from raylab.models import model_defaults
+from raylab.models.presets import DEFAULT_PRESET, preset_values
 
 __all__ = ["TrainConfig", "PAPER_HPARAMS", "UPDATES", "split_params", "load_params_file",
            "ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
@@ -107,15 +108,16 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 def split_params(name: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
     """A flat parameter dict -> (all constructor arguments of `name`, TrainConfig).
 
-    Missing keys take the network's defaults and the paper's Tables 1-4; an unknown key is a
-    ConfigError listing the valid ones.
+    Missing keys take the network's defaults (or those of `preset`, `raylab.models.presets`) and
+    the paper's Tables 1-4; an unknown key is a ConfigError listing the valid ones.
     """
     model = model_defaults(name)
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)} | PAPER_HPARAMS[name]
-    unknown = sorted(set(params) - set(model) - set(train))
+    unknown = sorted(set(params) - set(model) - set(train) - {"preset"})
     if unknown:
         raise ConfigError(f"unknown parameter(s) for {name}: {', '.join(unknown)}; valid: "
-                          f"{', '.join(list(train) + list(model))}")
+                          f"{', '.join(list(train) + list(model))}, preset")
+    model |= preset_values(name, params.get("preset", DEFAULT_PRESET))
     pick = lambda defaults: {k: _coerce(k, params[k], d) if k in params else d  # noqa: E731
                              for k, d in defaults.items()}
     return pick(model), TrainConfig(**pick(train))

@@ -8,8 +8,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from raylab import DIMENSIONS
 from raylab.errors import ConfigError
-from raylab.flops import layer_report, model_flops, window_flops
+from raylab.config import default_space_file, load_search_space
+from raylab.flops import layer_report, mean_trial_flops, model_flops, trial_flops, window_flops
 from raylab.models import build_model, model_defaults
+from raylab.models.presets import SMALL_CNN, preset_values
 from raylab.training import ArraySet, TrainConfig, fit
 
 TOY = {
@@ -26,8 +28,8 @@ TOY = {
 }
 
 
-def test_elor_reference_configuration_by_hand():
-    cfg = model_defaults("elor")
+def test_elor_small_preset_by_hand():
+    cfg = model_defaults("elor") | preset_values("elor", "small")
     # conv1: 2·40·1·80 FLOPs per output step, 96000-80+1 = 95921 steps; pool 2 -> 47960
     conv1 = 2 * 40 * 1 * 80 * 95_921
     # conv2: 40->40, kernel 10, 47960-10+1 = 47951 steps; pool 10 -> 4795
@@ -44,11 +46,53 @@ def test_elor_reference_configuration_by_hand():
     one_head = heads // 2
     assert alt.matmul_train == 2 * ((conv1 + conv2 + conv3 + heads)
                                     + (conv1 + 2 * (conv2 + conv3) + 2 * one_head))
-    assert f.params == sum(p.numel() for p in build_model("elor").parameters())
+    assert f.params == sum(p.numel() for p in build_model("elor", **SMALL_CNN).parameters())
     # elementwise work (batch norm, pooling, ...) is a few per cent of the total
     assert 1.0 < f.forward / f.matmul_forward < 1.05
     assert 2.6 < f.train / f.forward < 3.0     # ≈ 3x, less conv1's grad-input
     assert [name for name, _ in layer_report("elor", cfg)][:3] == ["conv1", "conv2", "conv3"]
+
+
+def test_paper_scale_elor_is_trigeorgis_by_hand():
+    """The default ELoR is Trigeorgis et al.'s first two blocks (conv 40x80, pool 2, conv
+    40x4000, pool 20) plus our third block: conv2 alone is 2·40·40·4000 FLOPs per output step."""
+    cfg = model_defaults("elor")
+    conv2 = 2 * 40 * 40 * 4000 * (47_960 - 4000 + 1)          # 43961 steps; pool 20 -> 2198
+    rows = dict(layer_report("elor", cfg))
+    assert rows["conv2"] == pytest.approx(conv2 / 1e9)
+    assert build_model("elor", input_samples=96_000, conv_impl="fft").trunk.out_features \
+        == 40 * ((2198 - 10 + 1) // 10)                         # 40 x 218
+    # one trial of the first point (Table 1, 9 epochs, IEMOCAP-sized split) ≈ 195 PFLOP
+    assert 190e15 < trial_flops("elor", {}) < 200e15
+    assert trial_flops("elor", {"preset": "small"}) == pytest.approx(0.743e15, rel=0.01)
+
+
+GTX1080_FP32_PEAK, PAPER_DAYS, PAPER_TRIALS = 8.9e12, 49, 70
+
+
+@pytest.mark.parametrize("arch", ["elor", "elor_ftr"])
+def test_search_space_costs_the_papers_budget(arch):
+    """Section 3.3: 70 ELoR trials took 49 days on a GTX 1080. The search space's mean trial
+    (uniform draws, IEMOCAP-sized split, its epochs range) at 20-60 % of that GPU's fp32 peak
+    must bracket those 49 days, so a space that drifts back to toy sizes fails here."""
+    space = load_search_space(default_space_file(arch), arch)
+    mean = mean_trial_flops(space, samples=400)
+    days = {u: PAPER_TRIALS * mean / (GTX1080_FP32_PEAK * u) / 86_400 for u in (0.2, 0.6)}
+    assert days[0.6] <= PAPER_DAYS <= days[0.2], days
+    # the demo budget holds a toy network fixed: thousands of times cheaper
+    assert mean_trial_flops(space.for_demo(), samples=50) < mean / 1000
+
+
+def test_presets():
+    from raylab.training import split_params
+
+    small, _ = split_params("elor", {"preset": "small", "conv3_kernel": 7})
+    assert {k: small[k] for k in SMALL_CNN} == {**SMALL_CNN, "conv3_kernel": 7}  # explicit wins
+    assert split_params("elor", {})[0]["conv2_kernel"] == 4000
+    with pytest.raises(ConfigError, match=r"preset='huge': expected one of paper, small for elor"):
+        split_params("elor", {"preset": "huge"})
+    with pytest.raises(ConfigError, match=r"preset='small': expected one of paper for ftr"):
+        split_params("ftr", {"preset": "small"})
 
 
 def _arrays(name: str, model, n: int) -> ArraySet:

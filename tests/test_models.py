@@ -9,6 +9,7 @@ from torch import nn
 
 from raylab.errors import ConfigError
 from raylab.models import (DISPLAY_NAMES, MODEL_NAMES, build_model, model_class, model_defaults)
+from raylab.models.presets import SMALL_CNN
 
 CNN = dict(conv1_filters=4, conv1_kernel=16, pool1=2, conv2_filters=5, conv2_kernel=5, pool2=4,
            conv3_filters=6, conv3_kernel=3, pool3=4)
@@ -112,14 +113,27 @@ def test_other_window_lengths_change_the_flat_size():
     assert short(torch.zeros(2, 1600))["arousal"].shape == (2, 5)
 
 
-def test_default_elor_costs_two_to_three_gflop_per_window():
+def test_small_elor_costs_two_to_three_gflop_per_window():
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model("elor", conv_impl="direct").eval()
+    model = build_model("elor", conv_impl="direct", **SMALL_CNN).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 96_000))
     assert 2e9 < counter.get_total_flops() < 3e9
     assert model.trunk.out_features == 40 * 478
+
+
+def test_default_elor_is_paper_scale():
+    """Counted on the meta device: the paper-scale network's direct convolution is ~560 GFLOP
+    per window forward, conv2's 4000 taps nearly all of it (no arithmetic is run here)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_model("elor", conv_impl="direct").eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 96_000))
+    assert 5.5e11 < counter.get_total_flops() < 5.8e11
+    assert model.trunk.out_features == 40 * 218
 
 
 def test_registry_errors_list_the_valid_names():
@@ -139,8 +153,8 @@ def test_registry_errors_list_the_valid_names():
 def test_conv_impl_fft_is_the_same_network(name):
     from raylab.fftconv import FFTConv1d
 
-    small = {"elor": dict(input_samples=800), "lom": dict(mfcc_frames=60),
-             "elor_ftr": dict(input_samples=800, num_features=12)}[name]
+    small = {"elor": dict(input_samples=800, **SMALL_CNN), "lom": dict(mfcc_frames=60),
+             "elor_ftr": dict(input_samples=800, num_features=12, **SMALL_CNN)}[name]
     torch.manual_seed(0)
     direct = build_model(name, conv_impl="direct", **small).double().eval()
     assert all(type(m) is torch.nn.Conv1d for m in direct.modules()

@@ -65,7 +65,7 @@ def test_config_file_round_trip_and_no_tracking(tmp_path, results, capsys):
     from tests.test_training import make_tone_dataset
 
     data = make_tone_dataset(tmp_path / "tones", per_speaker=10)
-    small = ["--set", "conv1_filters=4", "--set", "conv1_kernel=16", "--set", "pool2=4",
+    small = ["--set", "preset=small", "--set", "conv1_filters=4", "--set", "conv1_kernel=16", "--set", "pool2=4",
              "--set", "pool3=4", "--set", "hidden1=8", "--set", "hidden2=4"]
     assert main(["--results", str(results), "train", "elor", "--local", "--data", str(data),
                  "--epochs", "1", "--no-track", "--name", "first", *small]) == 0
@@ -201,7 +201,7 @@ def test_test_windows_are_predicted_in_training_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "predict", lambda *a, batch_size, **k:
                         sizes.append(batch_size) or real(*a, batch_size=batch_size, **k))
     data = make_tone_dataset(tmp_path / "tones", per_speaker=6)
-    small = dict(conv1_filters=2, conv1_kernel=16, pool2=4, pool3=4, hidden1=4, hidden2=4,
+    small = dict(preset="small", conv1_filters=2, conv1_kernel=16, pool2=4, pool3=4, hidden1=4, hidden2=4,
                  epochs=1, batch_size=5)
     experiment.run_fold("elor", data, "Ses01M", small)
     assert sizes == [5]

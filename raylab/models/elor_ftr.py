@@ -1,6 +1,7 @@
 """ELoR+FTR: the ELoR CNN's flat output concatenated with the IS10 functionals (section 2.2.3).
 
-Same CNN and head defaults as ELoR (see `raylab.models.elor`); the heads see 19 120 + 1582 inputs.
+Same CNN and head defaults (the paper-scale, Trigeorgis-centred CNN) and presets as ELoR (see
+`raylab.models.elor`); the heads see 8 720 + 1582 inputs.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class ELoRFTR(TwoHeadNet):
 
     def __init__(self, input_samples: int = 96_000, num_features: int = 1582,
                  conv1_filters: int = 40, conv1_kernel: int = 80, pool1: int = 2,
-                 conv2_filters: int = 40, conv2_kernel: int = 10, pool2: int = 10,
+                 conv2_filters: int = 40, conv2_kernel: int = 4000, pool2: int = 20,
                  conv3_filters: int = 40, conv3_kernel: int = 10, pool3: int = 10,
                  hidden1: int = 128, hidden2: int = 64, dropout: float = 0.3,
                  conv_impl: str = "auto") -> None:
