@@ -79,9 +79,10 @@ def _cnn(config: dict, in_channels: int, length: int) -> tuple[list[Layer], int]
 
 
 def _head(config: dict, features: int, first: bool) -> list[Layer]:
-    """Linear -> sigmoid -> dropout, twice, then Linear to 5 logits and the loss."""
+    """Dropout on the input, then Linear -> sigmoid -> dropout, twice, then Linear to 5 logits
+    and the loss."""
     sizes = [features, int(config["hidden1"]), int(config["hidden2"]), NUM_CLASSES]
-    layers = []
+    layers = [Layer("dropout", features)]
     for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [Layer("linear", b, a * b, a * b + b, first=first and j == 0), Layer("bias", b)]
         if j < 2:

@@ -88,9 +88,23 @@ def test_heads_are_two_sigmoid_layers_with_dropout_and_ftr_has_no_trunk():
     model = build_model("ftr", **TOY["ftr"])
     assert list(model.trunk_parameters()) == []
     head = model.heads["arousal"]
-    assert [type(m) for m in head] == [nn.Linear, nn.Sigmoid, nn.Dropout, nn.Linear, nn.Sigmoid,
-                                       nn.Dropout, nn.Linear]
-    assert head.drop1.p == 0.2 and head.out.out_features == 5
+    assert [type(m) for m in head] == [nn.Dropout, nn.Linear, nn.Sigmoid, nn.Dropout, nn.Linear,
+                                       nn.Sigmoid, nn.Dropout, nn.Linear]
+    assert head.drop0.p == head.drop1.p == 0.2 and head.out.out_features == 5
+
+
+def test_dropout_reaches_the_mlp_input():
+    """Section 2.1.1, "dropout is utilized on each layer": in training about `dropout` of the
+    1582 features reach the first linear layer as zeros, scaled by 1/(1-p); in eval none."""
+    model = build_model("ftr", dropout=0.5)
+    seen = []
+    model.heads["valence"].fc1.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    x = torch.ones(8, 1582)
+    model.train()(x)
+    zeros = (seen[-1] == 0).float().mean().item()
+    assert 0.4 < zeros < 0.6 and set(seen[-1].unique().tolist()) == {0.0, 2.0}
+    model.eval()(x)
+    assert torch.equal(seen[-1], x)
 
 
 def test_init_is_he_for_convs_and_xavier_for_linears():

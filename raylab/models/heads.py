@@ -87,10 +87,13 @@ class ConvTrunk(nn.Module):
 
 
 class Head(nn.Sequential):
-    """One dimension's MLP: two sigmoid hidden layers, each followed by dropout, then 5 logits."""
+    """One dimension's MLP: dropout on its input, then two sigmoid hidden layers, each followed
+    by dropout, then 5 logits. "Dropout is utilized on each layer" (section 2.1.1): the input
+    layer too, so FTR's 1582 features and the CNN's flat output are dropped as the paper says."""
 
     def __init__(self, in_features: int, hidden1: int, hidden2: int, dropout: float) -> None:
         super().__init__(OrderedDict(
+            drop0=nn.Dropout(dropout),
             fc1=nn.Linear(in_features, hidden1), act1=nn.Sigmoid(), drop1=nn.Dropout(dropout),
             fc2=nn.Linear(hidden1, hidden2), act2=nn.Sigmoid(), drop2=nn.Dropout(dropout),
             out=nn.Linear(hidden2, NUM_CLASSES)))
