@@ -67,6 +67,8 @@ def test_shipped_space_covers_the_paper(path):
     assert space.start == {k: paper_values(space.arch)[k] for k in space.names}
     assert all(space.param(k).contains(v) for k, v in space.start.items())
     assert space.fixed.get("update") == "alternate"
+    # section 3.3: "a uniform distribution"; a log scale would be our deviation, not shipped
+    assert not [p.name for p in space.params if p.log]
     demo = space.for_demo()
     assert demo.num_samples <= 4 and demo.fixed["epochs"] <= 4
     assert demo.resources.gpus_per_trial == 0
