@@ -240,7 +240,9 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             summary = summarize_run(run_dir) if run["completed"] else None
             if summary:
                 _log_parent(parent, run_dir, summary)
-            parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none"})
+            parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none",
+                             "raylab.collapsed_folds": ",".join(sorted((summary or {}).get(
+                                 "collapsed") or {})) or "none"})
     return CrossvalResult(plan.name, run_dir, run, [f for f in plan.todo if f in finished],
                           plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri)
 

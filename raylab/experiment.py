@@ -25,6 +25,8 @@ from raylab.errors import ConfigError, DataError
 from raylab.folds import FoldSplit, fold_split
 from raylab.metrics import confusion, majority_label, most_frequent_baseline, summarize
 from raylab.models import SHAPE_KEYS, build_model, model_class
+from raylab.pooled import collapsed_folds
+from raylab.report import collapse_note
 from raylab.training import ArraySet, EpochReport, fit, predict, split_params
 
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))
@@ -290,6 +292,9 @@ class LocalRun:
             base = most_frequent_baseline([r.train_majority[dim]], targets)
             lines.append(f"{dim:<10} {m['war']:>6.3f} {m['uar']:>6.3f} {m['f1']:>6.3f}   "
                          f"{base['war']:.3f} (class {base['label']})")
+        collapsed = collapsed_folds(frame)
+        if collapsed:
+            lines.append(collapse_note(collapsed))
         lines.append(f"results: {self.run_dir}")
         if self.mlflow_run_id:
             lines.append(f"MLflow run {self.mlflow_run_id}: mlflow ui --backend-store-uri "

@@ -2,8 +2,13 @@
 
 Section 4.1: "the predictions and targets of all 10 test sets have been combined" before WAR and
 UAR are computed, per dimension. Beside the pooled figures: the per-fold mean ± std (sample std,
-ddof=1; 0 with one fold), random guessing (0.200 for five classes) and the most-frequent-label
-baseline (each fold's *training-set* most frequent label predicted for its whole test set, pooled).
+ddof=1; 0 with one fold), random guessing (0.200 for five classes) and two most-frequent-label
+baselines: the paper's (one label per dimension, the most frequent in the pooled test sets, i.e.
+their prior, predicted for every window; Table 5's arousal 3 and valence 1 on IEMOCAP) and ours
+(each fold's *training-set* most frequent label predicted for its whole test set, pooled).
+
+A fold whose test predictions are one class for every window of a dimension has collapsed: its
+figures are those of a constant guess, not of a learned model. `summary["collapsed"]` lists them.
 
 `predictions` is the long table every fold writes (`predictions.parquet`): one row per test window
 and dimension with columns window_id, utterance_id, speaker, fold, dimension, target, predicted,
@@ -46,6 +51,27 @@ def most_frequent_baseline(predictions: pd.DataFrame,
     return out
 
 
+def pooled_prior_baseline(predictions: pd.DataFrame) -> dict[str, dict]:
+    """The paper's most-frequent-label baseline: per dimension, the most frequent target of all
+    test folds pooled (ties: the smallest class) predicted for every window."""
+    out: dict[str, dict] = {}
+    for dim, part in _by_dimension(predictions):
+        targets = part["target"].to_numpy()
+        label = metrics.majority_label(targets)
+        out[dim] = {**scores(targets, np.full_like(targets, label)), "label": int(label)}
+    return out
+
+
+def collapsed_folds(predictions: pd.DataFrame) -> dict[str, list[str]]:
+    """`{fold: [dimension, ...]}` of the folds that predicted one class for every test window."""
+    out: dict[str, list[str]] = {}
+    for dim, part in _by_dimension(predictions):
+        for fold, fold_part in part.groupby("fold", sort=True):
+            if fold_part["predicted"].nunique() == 1:
+                out.setdefault(str(fold), []).append(dim)
+    return out
+
+
 def utterance_votes(part: pd.DataFrame) -> pd.DataFrame:
     """One row per utterance: its target and the majority vote over its windows' predictions.
 
@@ -73,9 +99,10 @@ def summarize_predictions(predictions: pd.DataFrame,
     summary: dict = {"folds": folds, "windows": int(predictions["window_id"].nunique()),
                      "utterances": int(predictions["utterance_id"].nunique()),
                      "pooled": {}, "per_fold": {}, "by_fold": {f: {} for f in folds},
-                     "utterance": {},
+                     "utterance": {}, "collapsed": collapsed_folds(predictions),
                      "baselines": {"random": {d: {"war": RANDOM_BASELINE, "uar": RANDOM_BASELINE}
-                                              for d in DIMENSIONS}}}
+                                              for d in DIMENSIONS},
+                                   "test_prior": pooled_prior_baseline(predictions)}}
     for dim, part in _by_dimension(predictions):
         summary["pooled"][dim] = scores(part["target"], part["predicted"])
         for fold, fold_part in part.groupby("fold", sort=True):
@@ -100,8 +127,9 @@ def flat_metrics(summary: dict) -> dict[str, float]:
             flat[f"fold_mean_{dim}_{key}"] = summary["per_fold"][dim][key]["mean"]
             flat[f"fold_std_{dim}_{key}"] = summary["per_fold"][dim][key]["std"]
         for key in ("war", "uar"):
-            if "most_frequent" in summary["baselines"]:
-                flat[f"most_frequent_{dim}_{key}"] = summary["baselines"]["most_frequent"][dim][key]
+            for baseline in ("most_frequent", "test_prior"):
+                if dim in summary["baselines"].get(baseline, {}):
+                    flat[f"{baseline}_{dim}_{key}"] = summary["baselines"][baseline][dim][key]
     return flat
 
 

@@ -111,10 +111,21 @@ def summarize_run(run_dir: Path) -> dict:
     return summary
 
 
+def comparable(run: dict) -> bool:
+    """The paper's figures are on IEMOCAP with evaluator E2: only such runs are set beside them."""
+    return run.get("corpus") == "iemocap" and run.get("evaluator") == "E2"
+
+
+def collapse_note(collapsed: dict[str, list[str]]) -> str:
+    return ("COLLAPSED folds (one class predicted for every test window; their figures are a "
+            "constant guess): " + "; ".join(f"{fold} ({', '.join(dims)})"
+                                            for fold, dims in sorted(collapsed.items())))
+
+
 def render_run(run: dict, summary: dict) -> str:
     """Markdown view of one run: pooled, per-fold mean ± std, per utterance, baselines, folds."""
     arch = run.get("arch", "?")
-    paper = PAPER_TABLE5.get(arch, {})
+    paper = PAPER_TABLE5.get(arch, {}) if comparable(run) else {}
     header = ["", *(f"{d.capitalize()} {k}" for d in ("arousal", "valence") for k in ("WAR", "UAR", "F1"))]
 
     def line(label: str, figures: dict, fmt=lambda v: f"{v:.3f}") -> list[str]:
@@ -129,8 +140,12 @@ def render_run(run: dict, summary: dict) -> str:
         rows.append(line("paper, pooled (Table 5)",
                          {d: {"war": w, "uar": u} for d, (w, u) in paper.items()}))
     rows.append(line("random guessing", summary["baselines"]["random"]))
+    if "test_prior" in summary["baselines"]:
+        rows.append(line("most frequent label, pooled test prior (the paper's)",
+                         summary["baselines"]["test_prior"]))
     if "most_frequent" in summary["baselines"]:
-        rows.append(line("most frequent training label", summary["baselines"]["most_frequent"]))
+        rows.append(line("most frequent training label per fold (ours)",
+                         summary["baselines"]["most_frequent"]))
     fold_rows = [[fold, *(f"{summary['by_fold'][fold][d][k]:.3f}" if d in summary["by_fold"][fold] else "—"
                           for d in ("arousal", "valence") for k in ("war", "uar", "f1"))]
                  for fold in summary["folds"]]
@@ -142,6 +157,11 @@ def render_run(run: dict, summary: dict) -> str:
     if failed:
         notes.append("FAILED folds (not in the figures): "
                      + "; ".join(f"{f}: {msg}" for f, msg in sorted(failed.items())))
+    if summary.get("collapsed"):
+        notes.append(collapse_note(summary["collapsed"]))
+    if not comparable(run):
+        notes.append(f"not comparable with the paper's Table 5 (IEMOCAP, evaluator E2): corpus "
+                     f"{run.get('corpus', '?')}, evaluator {run.get('evaluator', '?')}")
     return "\n".join([title, "", *notes, "", markdown_table(header, rows), "",
                       markdown_table(["Fold", *header[1:]], fold_rows), ""])
 
@@ -200,25 +220,31 @@ def table5(results: Path, runs: list[str] | None = None) -> list[dict[str, Any]]
     rows, groups = [], {}
     for name, run in chosen:
         summary = run_summary(results / name)
+        paper = comparable(run)
         where = {"run": name, "dataset": run.get("dataset", ""), "evaluator": run.get("evaluator", ""),
                  "windows": summary["windows"], "folds": len(summary["folds"]),
-                 "failed": ",".join(sorted(run.get("failed") or {}))}
+                 "failed": ",".join(sorted(run.get("failed") or {})), "comparable": paper,
+                 "corpus": run.get("corpus") or "?",
+                 "collapsed": ",".join(sorted(summary.get("collapsed") or {}))}
         rows.append({"model": DISPLAY.get(run["arch"], run["arch"]), "arch": run["arch"], **where,
-                     **_figures(summary["pooled"], PAPER_TABLE5.get(run["arch"]))})
+                     **_figures(summary["pooled"], PAPER_TABLE5.get(run["arch"]) if paper else None)})
         key = (where["dataset"], where["evaluator"], tuple(summary["folds"]))
-        groups.setdefault(key, []).append((where, summary["baselines"].get("most_frequent")))
+        groups.setdefault(key, []).append((where, summary["baselines"]))
     rows.append({"model": "Random guessing", "arch": "random", "run": "", "dataset": "", "evaluator": "",
-                 "windows": "", "folds": "", "failed": "",
+                 "windows": "", "folds": "", "failed": "", "comparable": True, "corpus": "",
+                 "collapsed": "",
                  **_figures({d: {"war": RANDOM_BASELINE, "uar": RANDOM_BASELINE} for d in DIMENSIONS},
                             PAPER_TABLE5["random"])})
     for members in groups.values():
-        where, figures = members[0]
-        if figures is None:
-            continue
-        label = "Most frequent label" if len(groups) == 1 else \
-            f"Most frequent label ({', '.join(w['run'] for w, _ in members)})"
-        rows.append({"model": label, "arch": "most_frequent", **where, "run": where["run"],
-                     **_figures(figures, PAPER_TABLE5["most_frequent"])})
+        where, baselines = members[0]
+        runs = "" if len(groups) == 1 else f" ({', '.join(w['run'] for w, _ in members)})"
+        for key, label, paper in (("test_prior", "Most frequent label, test prior (paper's)", True),
+                                  ("most_frequent", "Most frequent training label per fold (ours)",
+                                   False)):
+            if key in baselines:
+                rows.append({"model": label + runs, "arch": key, **where, "collapsed": "",
+                             **_figures(baselines[key], PAPER_TABLE5["most_frequent"]
+                                        if paper and where["comparable"] else None)})
     return rows
 
 
@@ -237,16 +263,39 @@ def _cell(row: dict, column: str) -> str:
     return text if paper is None else f"{text} ({paper:.3f})"
 
 
-TITLE = "Table 5: WAR and UAR per network, predictions of all test folds pooled (paper in parentheses)"
-NOTE = ("Ours: pooled over the test folds of each run (section 4.1). Most frequent label: each fold's "
-        "most frequent training label predicted for its whole test set, pooled. Paper: Wieser et al. "
-        "2018, Table 5 (IEMOCAP, evaluator E2, 8522 windows, ten folds).")
+TITLE = ("Table 5: WAR and UAR per network, predictions of all test folds pooled (paper in "
+         "parentheses, for runs on IEMOCAP with evaluator E2 only)")
+NOTE = ("Ours: pooled over the test folds of each run (section 4.1). Most frequent label, test "
+        "prior (the paper's baseline): the most frequent label of all test folds pooled, one per "
+        "dimension, predicted for every window. Most frequent training label per fold (ours): each "
+        "fold's most frequent training label predicted for its whole test set, pooled. Paper: "
+        "Wieser et al. 2018, Table 5 (IEMOCAP, evaluator E2, 8522 windows, ten folds).")
+
+
+def _notes(rows: list[dict]) -> str:
+    """NOTE, the collapsed folds, and the paper's figures where a run is not comparable."""
+    notes = [NOTE]
+    for row in rows:
+        if row.get("collapsed"):
+            notes.append(f"* {row['model']} ({row['run']}): collapsed folds {row['collapsed']} "
+                         "(one class predicted for every test window of a dimension).")
+    others = sorted({f"{r['run']} ({r['corpus']}, {r['evaluator']})" for r in rows
+                     if not r.get("comparable", True)})
+    if others:
+        paper = "; ".join(f"{DISPLAY.get(a, a)} {f['arousal'][0]:.3f}/{f['arousal'][1]:.3f}, "
+                          f"{f['valence'][0]:.3f}/{f['valence'][1]:.3f}"
+                          for a, f in PAPER_TABLE5.items() if a not in ("random",))
+        notes.append(f"Not comparable with the paper (IEMOCAP, E2): {', '.join(others)}; their "
+                     f"rows show no paper figures. The paper's Table 5, arousal WAR/UAR, valence "
+                     f"WAR/UAR: {paper}.")
+    return "\n\n".join(notes)
 HEADER = ["Model", "Arousal WAR", "Arousal UAR", "Valence WAR", "Valence UAR",
           "Run", "Dataset", "Evaluator", "Windows", "Folds"]
 
 
 def _display_rows(rows: list[dict]) -> list[list[str]]:
-    return [[row["model"], *(_cell(row, c) for c in COLUMNS), row["run"], row["dataset"],
+    return [[row["model"] + (" *" if row.get("collapsed") else ""),
+             *(_cell(row, c) for c in COLUMNS), row["run"], row["dataset"],
              row["evaluator"], str(row["windows"]),
              f"{row['folds']} (failed: {row['failed']})" if row["failed"] else str(row["folds"])]
             for row in rows]
@@ -255,10 +304,11 @@ def _display_rows(rows: list[dict]) -> list[list[str]]:
 def render(rows: list[dict], fmt: str = "md") -> str:
     """Table 5 as Markdown (terminal), CSV (one figure per column) or a standalone HTML page."""
     if fmt == "md":
-        return f"## {TITLE}\n\n{markdown_table(HEADER, _display_rows(rows))}\n\n{NOTE}\n"
+        return f"## {TITLE}\n\n{markdown_table(HEADER, _display_rows(rows))}\n\n{_notes(rows)}\n"
     if fmt == "csv":
         fields = ["model", "arch", "run", *COLUMNS, *(f"paper_{c}" for c in COLUMNS),
-                  "dataset", "evaluator", "windows", "folds", "failed"]
+                  "dataset", "corpus", "evaluator", "windows", "folds", "failed", "collapsed",
+                  "comparable"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -271,7 +321,9 @@ def render(rows: list[dict], fmt: str = "md") -> str:
         return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(TITLE)}</title>\n<style>{_CSS}</style></head>\n<body>\n"
                 f"<h1>{html.escape(TITLE)}</h1>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-                f"{body}</tbody>\n</table>\n<p>{html.escape(NOTE)}</p>\n</body></html>\n")
+                f"{body}</tbody>\n</table>\n"
+                + "".join(f"<p>{html.escape(n)}</p>\n" for n in _notes(rows).split("\n\n"))
+                + "</body></html>\n")
     raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 

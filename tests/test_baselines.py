@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from raylab.pooled import (PROB_COLUMNS, RANDOM_BASELINE, most_frequent_baseline,
+from raylab.pooled import (PROB_COLUMNS, RANDOM_BASELINE, most_frequent_baseline, pooled_prior_baseline,
                            summarize_predictions, utterance_votes)
 
 
@@ -41,6 +41,22 @@ def test_most_frequent_uses_the_training_label_not_the_test_majority():
     preds = frame([("A", "a1", 4, 0), ("A", "a2", 4, 0), ("A", "a3", 4, 0), ("A", "a4", 1, 0)])
     out = most_frequent_baseline(preds, {"A": {"arousal": 0}})["arousal"]
     assert out["war"] == 0.0 and out["uar"] == 0.0
+
+
+def test_the_papers_baseline_by_hand():
+    """The paper's most frequent label: one per dimension, the pooled test sets' prior.
+    Targets pooled over A and B: [2, 2, 1, 3, 1, 0, 0] -> class 0, 1 and 2 twice each: the
+    smallest, 0, wins the tie; predicted for all 7 windows: WAR 2/7, UAR 1/4 (4 classes present)."""
+    preds = frame([("A", "a1", 2, 0), ("A", "a2", 2, 0), ("A", "a3", 1, 0), ("A", "a4", 3, 0),
+                   ("B", "b1", 1, 0), ("B", "b2", 0, 0), ("B", "b3", 0, 0)])
+    out = pooled_prior_baseline(preds)["arousal"]
+    assert out["label"] == 0 and out["war"] == pytest.approx(2 / 7) and out["uar"] == 0.25
+    # one more window of class 2 makes 2 the prior: WAR 3/8
+    out = pooled_prior_baseline(pd.concat([preds, frame([("B", "b4", 2, 0)])]))["arousal"]
+    assert out["label"] == 2 and out["war"] == pytest.approx(3 / 8)
+    summary = summarize_predictions(preds)
+    assert summary["baselines"]["test_prior"]["arousal"]["label"] == 0
+    assert summary["collapsed"] == {"A": ["arousal"], "B": ["arousal"]}   # all predicted 0
 
 
 def test_random_baseline_is_one_fifth():

@@ -200,9 +200,10 @@ def test_report_renders_rows_for_two_networks(tenfold, capsys):
     assert main(["--results", str(results), "report", "--runs", tenfold.name, "ftr-tenfold"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     elor = tenfold.summary["pooled"]
-    assert rows[1].startswith(f"| ELoR | {elor['arousal']['war']:.3f} (0.524) | "
-                              f"{elor['arousal']['uar']:.3f} (0.394) | "
-                              f"{elor['valence']['war']:.3f} (0.429)")
+    # a demo-corpus run: the paper's figures are not set beside it (not comparable)
+    assert rows[1].startswith("| ELoR") and "(0.524)" not in rows[1]
+    assert (f"| {elor['arousal']['war']:.3f} | {elor['arousal']['uar']:.3f} | "
+            f"{elor['valence']['war']:.3f} |") in rows[1]
     assert f"| {tenfold.name} | {tenfold.run['dataset']} | E2 | {tenfold.summary['windows']} | 2 |" \
         in rows[1]
     assert rows[2].startswith("| FTR | ") and rows[3].startswith("| Random guessing |")
