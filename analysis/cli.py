@@ -35,7 +35,8 @@ def saliency(args) -> int:
     if args.figures < 0:
         raise ConfigError(f"--figures {args.figures}: expected 0 (none) or more")
     summary = run_saliency(_target(args), args.method, args.windows, args.out, args.batch_size,
-                           _device(args), args.figures, track=not args.no_track)
+                           _device(args), args.figures, track=not args.no_track,
+                           all_windows=args.all_windows)
     print(format_summary(summary))
     return 0
 
@@ -86,6 +87,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--method", choices=METHOD_CHOICES, default="guided",
                    help="guided backpropagation (the paper's), plain gradient or integrated gradients")
     p.add_argument("--windows", type=int, metavar="N", help="analyse N test windows (default all)")
+    p.add_argument("--all-windows", action="store_true",
+                   help="every window of the dataset, not only the fold's test speaker's (the "
+                        "paper's correlations are over the dataset)")
     p.add_argument("--figures", type=int, default=3,
                    help="Figure 4 for the N loudest windows (0: none)")
     p.add_argument("--batch-size", type=int, default=8)

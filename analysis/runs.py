@@ -170,7 +170,11 @@ def network_inputs(target: Target, dataset, rows: np.ndarray) -> dict[str, np.nd
 
 def fold_test_rows(dataset, fold: str, limit: int | None) -> np.ndarray:
     """The fold's test windows (its speaker's), `limit` of them spread evenly when given."""
-    rows = np.flatnonzero(dataset.speaker == fold)
+    return spread_rows(np.flatnonzero(dataset.speaker == fold), limit)
+
+
+def spread_rows(rows: np.ndarray, limit: int | None) -> np.ndarray:
+    """`limit` of `rows` spread evenly (all of them without a limit)."""
     if limit is not None and 0 < limit < len(rows):
         rows = rows[np.linspace(0, len(rows) - 1, limit).round().astype(int)]
     return rows

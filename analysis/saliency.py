@@ -22,10 +22,19 @@ HEADS = ("valence", "arousal")
 METHODS = ("guided", "gradient", "integrated")
 METHOD_NAMES = {"guided": "guided backpropagation", "gradient": "plain gradient",
                 "integrated": "integrated gradients"}
-HISTOGRAMS = {"abs_valence": "r(|x|, |s|), valence", "abs_arousal": "r(|x|, |s|), arousal",
-              "signed_valence": "r(x, s), valence", "signed_arousal": "r(x, s), arousal",
+# The paper's "Pearson correlation between input signal and saliency map" (section 4.2.1), read
+# literally: r(x, s), signed, over each window's samples without its zero padding. The other
+# readings are ours, reported beside it and named for what they are.
+PRIMARY = ("signed_valence", "signed_arousal")
+HISTOGRAMS = {"signed_valence": "r(x, s), valence (the paper's reading)",
+              "signed_arousal": "r(x, s), arousal (the paper's reading)",
+              "abs_valence": "r(|x|, |s|), valence", "abs_arousal": "r(|x|, |s|), arousal",
               "heads": "r(s valence, s arousal)"}
-PAPER = {"abs_valence": 0.53, "abs_arousal": 0.50, "heads": 0.96}  # section 4.2.1
+ENVELOPE_S = 0.01
+SECONDARY = {"abs": "r(|x|, |s|): amplitude against saliency magnitude",
+             "positive": "r(x+, s+): positive parts (x and s clipped at 0)",
+             "envelope": f"r(env x, env s): {1e3 * ENVELOPE_S:.0f} ms RMS envelopes of x and s"}
+PAPER = {"signed_valence": 0.53, "signed_arousal": 0.50, "heads": 0.96}  # section 4.2.1
 
 # (model, head, waveform (B, T), target (B,), other inputs) -> attribution (B, T)
 Method = Callable[[nn.Module, str, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
@@ -115,33 +124,59 @@ def compute_maps(model: nn.Module, inputs: dict[str, np.ndarray], method: str | 
             {head: np.concatenate(chosen[head]) for head in HEADS})
 
 
-def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of `a` (N, T) with the same row of `b`; NaN where a row
-    is constant."""
-    a = np.asarray(a, np.float64) - np.mean(a, axis=1, keepdims=True)
-    b = np.asarray(b, np.float64) - np.mean(b, axis=1, keepdims=True)
-    denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (a * b).sum(axis=1) / denom, np.nan)
+def pearson_rows(a: np.ndarray, b: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation of each row of `a` (N, T) with the same row of `b`, over its first
+    `lengths[i]` samples (default all); NaN where a row is constant."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if lengths is None:
+        lengths = np.full(len(a), a.shape[1])
+    out = np.full(len(a), np.nan)
+    for i, n in enumerate(lengths):
+        x, y = a[i, :n] - a[i, :n].mean(), b[i, :n] - b[i, :n].mean()
+        denom = np.sqrt((x * x).sum() * (y * y).sum())
+        if n > 1 and denom > 0:
+            out[i] = (x * y).sum() / denom
+    return out
 
 
-def window_correlations(x: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per window (rows of x (N, T)), over all T samples of the window (padding included):
+def signal_lengths(x: np.ndarray) -> np.ndarray:
+    """Samples of each window up to its last non-zero one: the zero padding of a short utterance
+    or of a last slice (raylab's windowing pads with exact zeros at the end) is left out."""
+    nonzero = np.asarray(x) != 0
+    last = x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 0)
 
-    - `abs_<head>`: Pearson r between the amplitude |x[t]| and the saliency magnitude |s[t]|, the
-      paper's "correlation between the input signal and the saliency map" (0.50 arousal, 0.53
-      valence), read as amplitude vs importance since a sign-blind reading is the one that
-      supports the paper's conclusion that louder parts matter more;
-    - `signed_<head>`: Pearson r between x[t] and s[t] as they are;
+
+def _envelope(x: np.ndarray, samples: int) -> np.ndarray:
+    """RMS over a moving window of `samples` along each row."""
+    kernel = np.ones(samples) / samples
+    power = np.apply_along_axis(np.convolve, 1, np.square(np.asarray(x, np.float64)), kernel, "same")
+    return np.sqrt(power)
+
+
+def window_correlations(x: np.ndarray, maps: dict[str, np.ndarray],
+                        sample_rate: int = 16_000) -> dict[str, np.ndarray]:
+    """Per window (rows of x (N, T)), over its samples without the zero padding:
+
+    - `signed_<head>`: Pearson r between x[t] and s[t] as they are, the paper's "correlation
+      between input signal and saliency map" read literally (paper: 0.50 arousal, 0.53 valence);
+    - ours, secondary: `abs_<head>` r(|x|, |s|), `positive_<head>` r(max(x, 0), max(s, 0)),
+      `envelope_<head>` r of the 10 ms RMS envelopes of x and s;
     - `heads`: Pearson r between the valence map and the arousal map (signed; paper 0.96), and
       `heads_abs` between their magnitudes.
     """
+    lengths = signal_lengths(x)
+    window = max(1, int(ENVELOPE_S * sample_rate))
+    env_x = _envelope(x, window)
     out = {}
     for head in HEADS:
-        out[f"abs_{head}"] = pearson_rows(np.abs(x), np.abs(maps[head]))
-        out[f"signed_{head}"] = pearson_rows(x, maps[head])
-    out["heads"] = pearson_rows(maps["valence"], maps["arousal"])
-    out["heads_abs"] = pearson_rows(np.abs(maps["valence"]), np.abs(maps["arousal"]))
+        s = maps[head]
+        out[f"signed_{head}"] = pearson_rows(x, s, lengths)
+        out[f"abs_{head}"] = pearson_rows(np.abs(x), np.abs(s), lengths)
+        out[f"positive_{head}"] = pearson_rows(np.maximum(x, 0), np.maximum(s, 0), lengths)
+        out[f"envelope_{head}"] = pearson_rows(env_x, _envelope(s, window), lengths)
+    out["heads"] = pearson_rows(maps["valence"], maps["arousal"], lengths)
+    out["heads_abs"] = pearson_rows(np.abs(maps["valence"]), np.abs(maps["arousal"]), lengths)
     return out
 
 
@@ -156,12 +191,12 @@ class SaliencyResult:
 def analyze(model: nn.Module, inputs: dict[str, np.ndarray], window_ids: np.ndarray,
             method: str = "guided", batch_size: int = 8, device: str = "cpu",
             keep: tuple[int, ...] = (), labels: dict[str, np.ndarray] | None = None,
-            ) -> SaliencyResult:
+            sample_rate: int = 16_000) -> SaliencyResult:
     """Saliency of every window, streamed: correlations per window, maps only for `keep` rows."""
     rows, kept = [], {}
     for span, maps, targets in saliency_batches(model, inputs, method, batch_size, device):
         x = np.asarray(inputs["waveform"][span], np.float32)
-        corr = window_correlations(x, maps)
+        corr = window_correlations(x, maps, sample_rate)
         for i, row in enumerate(range(span.start, span.stop)):
             record = {"window_id": str(window_ids[row])}
             record.update({f"predicted_{h}": int(targets[h][i]) for h in HEADS})
@@ -177,7 +212,8 @@ def analyze(model: nn.Module, inputs: dict[str, np.ndarray], window_ids: np.ndar
 def summarize(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Mean, std, median and count (NaN rows left out) of every correlation column."""
     summary = {}
-    for column in [c for c in table.columns if c.startswith(("abs_", "signed_", "heads"))]:
+    prefixes = ("signed_", "abs_", "positive_", "envelope_", "heads")
+    for column in [c for c in table.columns if c.startswith(prefixes)]:
         values = table[column].to_numpy(dtype=float)
         values = values[np.isfinite(values)]
         summary[column] = {"mean": float(values.mean()) if len(values) else float("nan"),
@@ -189,24 +225,31 @@ def summarize(table: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def run_saliency(target, method: str = "guided", windows: int | None = None,
                  out: str | None = None, batch_size: int = 8, device: str = "cpu",
-                 figures: int = 3, track: bool = True) -> dict:
-    """`raylab analyze saliency`: maps for the fold's test windows, correlations per window
+                 figures: int = 3, track: bool = True, all_windows: bool = False) -> dict:
+    """`raylab analyze saliency`: maps for the fold's test windows (every window of the dataset
+    with `all_windows`, as the paper's "over the dataset"), correlations per window
     (correlations.csv), their summary (saliency_summary.json), histogram and Figure 4 PNGs."""
     from analysis import plots, runs
 
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}")
     dataset = runs.load_data(target)
-    rows = runs.fold_test_rows(dataset, target.fold, windows)
+    rows = (runs.fold_test_rows(dataset, target.fold, windows) if not all_windows else
+            runs.spread_rows(np.arange(len(dataset.window_id)), windows))
     inputs = runs.network_inputs(target, dataset, rows)
     loudness = np.sqrt(np.mean(np.square(inputs["waveform"]), axis=1))
     keep = tuple(int(i) for i in np.argsort(-loudness)[:figures])  # the loudest windows
     labels = {h: dataset.labels(h)[rows] for h in HEADS}
     result = analyze(target.model, inputs, dataset.window_id[rows], method, batch_size, device,
-                     keep, labels)
+                     keep, labels, target.sample_rate)
     summary = {"method": method, "method_name": METHOD_NAMES[method], "arch": target.arch,
                "fold": target.fold, "checkpoint": str(target.checkpoint), "windows": len(rows),
+               "over": "every window of the dataset" if all_windows else
+                       f"the test windows of fold {target.fold}",
                "target": "logit (pre-softmax) of each head's predicted class",
+               "primary": "r(x, s): signed waveform against signed saliency, zero padding left "
+                          "out (the paper's reading)",
+               "secondary": SECONDARY,
                "correlations": summarize(result.table), "paper": PAPER,
                "accuracy": {h: float(np.mean(result.table[f"predicted_{h}"]
                                              == result.table[f"label_{h}"])) for h in HEADS}}
@@ -230,7 +273,9 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
     summary["out"] = str(final)
     summary["mlflow_run_id"] = runs.publish(target, final, {
         f"analysis_{method}_{key}_mean": corr[key]["mean"]
-        for key in ("abs_valence", "abs_arousal", "signed_valence", "signed_arousal", "heads")},
+        for key in ("signed_valence", "signed_arousal", "abs_valence", "abs_arousal",
+                    "positive_valence", "positive_arousal", "envelope_valence",
+                    "envelope_arousal", "heads")},
         track)
     return summary
 
@@ -241,12 +286,17 @@ def format_summary(summary: dict) -> str:
     line = lambda key: f"{corr[key]['mean']:+.3f} ± {corr[key]['std']:.3f}"  # noqa: E731
     return "\n".join([
         f"{summary['method_name']} saliency of {summary['arch']} fold {summary['fold']}, "
-        f"{summary['windows']} windows (accuracy valence {summary['accuracy']['valence']:.3f}, "
-        f"arousal {summary['accuracy']['arousal']:.3f})",
-        f"  r(|x|, |saliency|)  valence {line('abs_valence')}  arousal {line('abs_arousal')}"
-        f"   (paper: 0.53, 0.50)",
-        f"  r(x, saliency)      valence {line('signed_valence')}  arousal {line('signed_arousal')}",
-        f"  r(valence map, arousal map) {line('heads')}   (paper: 0.96)",
+        f"{summary['windows']} windows, {summary.get('over', 'the fold')} (accuracy valence "
+        f"{summary['accuracy']['valence']:.3f}, arousal {summary['accuracy']['arousal']:.3f})",
+        f"  r(x, s), the paper's reading   valence {line('signed_valence')}  arousal "
+        f"{line('signed_arousal')}   (paper: 0.53, 0.50)",
+        f"  r(valence map, arousal map)    {line('heads')}   (paper: 0.96)",
+        "  ours, secondary:",
+        f"  r(|x|, |s|)                    valence {line('abs_valence')}  arousal {line('abs_arousal')}",
+        f"  r(x+, s+) positive parts       valence {line('positive_valence')}  arousal "
+        f"{line('positive_arousal')}",
+        f"  r(env x, env s) 10 ms RMS      valence {line('envelope_valence')}  arousal "
+        f"{line('envelope_arousal')}",
         f"  written to {summary['out']}"])
 
 

@@ -90,7 +90,7 @@ def test_saliency_by_mlflow_run_id_writes_files_and_artifacts(trained, capsys, m
     assert len(list(out_dir.glob("figure4_*.png"))) == 4  # 2 windows x 2 heads
     assert (out_dir / "correlation_histogram.png").exists()
     printed = capsys.readouterr().out
-    assert "r(|x|, |saliency|)" in printed and "paper: 0.96" in printed
+    assert "r(x, s), the paper's reading" in printed and "r(|x|, |s|)" in printed and "paper: 0.96" in printed
     from raylab.tracking import Tracker
 
     client = Tracker(trained["results"]).client

@@ -145,6 +145,32 @@ def test_pearson_rows_and_window_correlations_on_constructed_maps():
     np.testing.assert_allclose(corr["heads_abs"], 1.0)
 
 
+def test_the_literal_correlation_leaves_the_padding_out():
+    """Issue: the primary figure is r(x, s), signed, without the zero padding. A window whose
+    first 300 samples are signal and whose last 100 are padding, with saliency = x on the signal
+    and a large constant on the padding: r is exactly 1 over the signal and far from 1 with it."""
+    from analysis.saliency import signal_lengths
+
+    rng = np.random.default_rng(1)
+    x = np.zeros((2, 400))
+    x[:, :300] = rng.normal(0, 1, (2, 300))
+    s = x.copy()
+    s[:, 300:] = 5.0
+    s[1] = -s[1]                                   # a map of the opposite sign
+    assert list(signal_lengths(x)) == [300, 300]
+    corr = window_correlations(x, {"valence": s, "arousal": s})
+    np.testing.assert_allclose(corr["signed_valence"], [1.0, -1.0])
+    with_padding = pearson_rows(x, s)
+    assert abs(with_padding[0]) < 0.8               # what the padding would have done
+    np.testing.assert_allclose(corr["abs_valence"], 1.0)        # secondary: sign-blind
+    assert corr["positive_valence"][0] == pytest.approx(1.0)
+    assert corr["positive_valence"][1] < 0           # x+ against (-x)+: opposite halves
+    loud = x * np.linspace(0.1, 1, 400)             # an amplitude-modulated window
+    assert window_correlations(loud, {"valence": -3 * loud, "arousal": loud})[
+        "envelope_valence"][0] == pytest.approx(1.0)               # the same envelope
+    assert list(signal_lengths(np.zeros((1, 10)))) == [0]
+
+
 def test_analyze_streams_windows_and_keeps_only_chosen_maps(tmp_path):
     torch.manual_seed(2)
     model = build_model("elor", input_samples=T, **TINY)
