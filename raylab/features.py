@@ -24,11 +24,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raylab.dataset import WINDOWS_FILE, filesystem_for, read_meta
+from raylab.dataset import FEATURE_FILES, WINDOWS_FILE, filesystem_for, read_meta
 from raylab.errors import ConfigError, DataError
 
 KINDS = ("is10", "mfcc")
-FEATURE_FILES = {"is10": "features_is10.parquet", "mfcc": "features_mfcc.parquet"}
 IS10_DIM = 1582
 N_MFCC = 26
 MFCC_WIN_S = 0.025   # sec. 2.2.1: "standard window size of 25 ms"
