@@ -21,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from raylab.errors import ConfigError, DataError
-from raylab.fsutil import check_replaceable, replace_folder
+from raylab.fsutil import check_replaceable, replace_folder, write_marker
 from raylab.tracking import RUN_DIR_TAG
 
 PAPER_FOLD = "Ses03F"  # the paper's representative test speaker (section 4.2)
@@ -188,18 +188,17 @@ def output_dir(target: Target, command: str, out: str | None) -> Path:
     return base / "analysis" / f"{command}-{target.fold}"
 
 
-SUMMARY_FILES = ("saliency_summary.json", "generalize_summary.json", "sanity_summary.json")
-
-
 @contextlib.contextmanager
 def staged(out: Path) -> Iterator[Path]:
     """A temporary folder that replaces `out` whole only when the block succeeds."""
-    check_replaceable(out, SUMMARY_FILES, "raylab analysis folder")
+    # no rule for folders of earlier versions: their outputs have no fixed names to tell them by
+    check_replaceable(out, "analysis", "raylab analysis folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
+        write_marker(tmp, "analysis")
         replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

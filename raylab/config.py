@@ -33,12 +33,15 @@ ENTRY_KEYS = {"float": {"type", "low", "high", "log", "q"},
               "int": {"type", "low", "high", "log", "step"},
               "choice": {"type", "values"}}
 NOT_SEARCHABLE = {"device"}  # chosen by the trial's resources, never a hyperparameter
-# Hard limits of each hyperparameter, (low, high, low_open, high_open): a bound outside is an error.
+# Hard limits of each hyperparameter, (low, high, low_open, high_open), for the search-space parser
+# and the trainer (`TrainConfig`) alike: a value or bound outside is an error. Every numeric
+# parameter must also be finite. The upper bounds are far beyond any useful value (SGD with lr > 10
+# or alpha_w > 1 only diverges) and stop a typo such as lr=1e30 before it trains to NaN.
 LIMITS = {
-    "lr": (0.0, math.inf, True, True), "l2": (0.0, math.inf, False, True),
+    "lr": (0.0, 10.0, True, False), "l2": (0.0, 1.0, False, False),
     "lr_decay": (0.0, 1.0, True, False), "momentum": (0.0, 1.0, False, True),
-    "dropout": (0.0, 1.0, False, True), "batch_size": (1, math.inf, False, True),
-    "epochs": (1, math.inf, False, True),
+    "dropout": (0.0, 1.0, False, True), "batch_size": (1, 1_000_000, False, False),
+    "epochs": (1, 100_000, False, False),
 }
 POSITIVE_INT_PREFIXES = ("conv", "pool", "hidden")  # filters, kernels, pools, hidden sizes >= 1
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -398,16 +401,29 @@ def _check_value(name: str, value: Any, default: Any, key: str, err: _Errors) ->
     _check_limits(name, value, key, err)
 
 
-def _check_limits(name: str, value: float, key: str, err: _Errors) -> None:
+def limit_error(name: str, value: Any) -> str | None:
+    """Why a number is not a valid value of parameter `name` (None when it is): not finite, or
+    outside its LIMITS, or below 1 for a size. Values that are not numbers are not judged here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return f"{name} must be a finite number, found {value}"
     if name in LIMITS:
         low, high, low_open, high_open = LIMITS[name]
         below = value <= low if low_open else value < low
         above = value >= high if high_open else value > high
         if below or above:
             lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-            err.fail(key, f"{name} must lie in {lo}{low}, {high}{hi}, found {value}")
+            return f"{name} must lie in {lo}{low:g}, {high:g}{hi}, found {value}"
     elif name.startswith(POSITIVE_INT_PREFIXES) and value < 1:
-        err.fail(key, f"{name} must be at least 1, found {value}")
+        return f"{name} must be at least 1, found {value}"
+    return None
+
+
+def _check_limits(name: str, value: float, key: str, err: _Errors) -> None:
+    message = limit_error(name, value)
+    if message:
+        err.fail(key, message)
 
 
 def _parse_fixed(raw: Any, key: str, known: dict, err: _Errors) -> dict:

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,10 +31,10 @@ import yaml
 from raylab.errors import ConfigError
 from raylab.report import (FOLDS_DIR, RUN_FILE, finished_folds, read_json, render_run,
                            summarize_run, write_atomic)
+from raylab.settings import demo_data_dir, run_folder
 
 STORAGE_ENV = "RAYLAB_STORAGE"
 CONFIG_FILE = "config.yaml"
-NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -150,8 +149,6 @@ def _previous(run_dir: Path, resume: bool, arch: str, data: str | None) -> dict 
     if run.get("kind") != "crossval" or run.get("arch") != arch:
         raise ConfigError(f"--resume: {run_dir / RUN_FILE} is a {run.get('kind')} run of "
                           f"{run.get('arch')!r}, not a ten-fold run of {arch!r}")
-    from raylab.settings import demo_data_dir
-
     given = _dataset_id(data) if data is not None else None
     if given == _dataset_id(demo_data_dir(run_dir.parent)):
         given = None  # the CLI fills in the demo dataset when --data is omitted: take the run's
@@ -267,9 +264,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
 
     model_class(arch)
     name = name or f"{arch}-tenfold"
-    if not NAME_RULE.match(name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    run_dir = results / name
+    run_dir = run_folder(results, name, "crossval")
     previous = _previous(run_dir, resume, arch, data)
     notes = []
     if previous:

@@ -4,7 +4,10 @@ A dataset folder holds
 - `windows.parquet`: one row per fixed-length window (`WINDOW_SCHEMA`), written in row groups so
   that a reader can stream it;
 - `annotations.parquet`: every evaluator's rating of every turn (`ANNOTATION_SCHEMA`);
-- `meta.json`: sample rate, window lengths, evaluator, source, counts, format version.
+- `meta.json`: sample rate, window lengths, evaluator, source, counts, format version;
+- `rejected.csv` (inputs left out by `--skip-invalid`), the feature files `raylab features` adds,
+  and the marker `.raylab-folder` (`raylab.fsutil`): `--out` replaces a dataset folder only when
+  it holds nothing else.
 
 `DatasetWriter` writes into a hidden temporary folder and renames it into place only when
 everything succeeded, so a failed or interrupted prepare leaves no half dataset and an existing
@@ -26,13 +29,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raylab.errors import DataError
-from raylab.fsutil import check_replaceable, replace_folder
+from raylab.fsutil import check_replaceable, replace_folder, write_marker
 
 FORMAT_VERSION = 1
 WINDOWS_FILE = "windows.parquet"
 ANNOTATIONS_FILE = "annotations.parquet"
 META_FILE = "meta.json"
 REJECTED_FILE = "rejected.csv"
+FEATURE_FILES = {"is10": "features_is10.parquet", "mfcc": "features_mfcc.parquet"}
+DATASET_FILES = frozenset({WINDOWS_FILE, ANNOTATIONS_FILE, META_FILE, REJECTED_FILE,
+                           *FEATURE_FILES.values()})
 ROW_GROUP_WINDOWS = 256  # 256 x 6 s of int16 = 49 MB per row group
 
 LABEL_COLUMNS = ("window_id", "utterance_id", "speaker", "session", "slice", "valence", "arousal")
@@ -94,7 +100,8 @@ class DatasetWriter:
     def __init__(self, out: str | os.PathLike, window_samples: int) -> None:
         self.out = Path(out).expanduser().resolve()
         self.window_samples = int(window_samples)
-        check_replaceable(self.out, (META_FILE,), "raylab dataset")
+        check_replaceable(self.out, "dataset", "raylab dataset", known=DATASET_FILES,
+                          legacy=_written_before_the_marker)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
@@ -147,6 +154,7 @@ class DatasetWriter:
         meta = {"format_version": FORMAT_VERSION, "windows": self.count,
                 "window_samples": self.window_samples, **meta}
         (self.tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_marker(self.tmp, "dataset")
         return replace_folder(self.tmp, self.out)
 
     def abort(self) -> None:
@@ -161,6 +169,12 @@ class DatasetWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.tmp.exists():  # not committed: leave nothing behind
             self.abort()
+
+
+def _written_before_the_marker(entries: set[str]) -> bool:
+    """A dataset of an earlier raylab (no marker): its meta.json and windows, and only files raylab
+    writes into a dataset."""
+    return {META_FILE, WINDOWS_FILE} <= entries <= DATASET_FILES
 
 
 @dataclass

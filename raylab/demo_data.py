@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -57,7 +56,7 @@ def ensure_demo_dataset(results_dir: Path, *, seed: int = 0, turns_per_speaker: 
         corpus = results_dir / CORPUS_DIR
         marker = read_marker(corpus) if corpus.is_dir() else None
         if not marker or marker.get("version") != DEMO_VERSION or marker.get("seed") != seed:
-            shutil.rmtree(corpus, ignore_errors=True)
+            # replaces an older demo corpus only: a folder of the user's there is refused
             write_demo_corpus(corpus, seed=seed, turns_per_speaker=turns_per_speaker or TURNS_PER_SPEAKER)
         prepare_iemocap(corpus, dataset, evaluator="E2")
     return dataset

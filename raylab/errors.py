@@ -12,3 +12,8 @@ class ConfigError(RaylabError):
 
 class DataError(RaylabError):
     """A corpus, dataset or feature file breaks a rule."""
+
+
+class DivergedError(RaylabError):
+    """Training went to a non-finite loss or non-finite network outputs (too high a learning rate,
+    or NaN/inf inputs): the run stops instead of scoring NaN predictions as class 0."""

@@ -317,7 +317,7 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
     import yaml
 
     from raylab import tracking
-    from raylab.settings import pick_device
+    from raylab.settings import pick_device, run_folder
 
     model_kwargs, cfg = split_params(arch, params)  # every mistake before anything starts
     device = pick_device(device)
@@ -329,7 +329,7 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
                           f"{', '.join(dataset.speakers)}")
     name = name or f"{arch}-local-{fold}"
     results = Path(results)
-    run_dir = results / name
+    run_dir = run_folder(results, name, "train-local")
     tracker = tracking.Tracker(results, enabled=track)
     tags = {tracking.KIND_TAG: "train-local", tracking.ARCH_TAG: arch,
             tracking.RUN_DIR_TAG: str(run_dir), "raylab.fold": fold, "raylab.dataset": data}

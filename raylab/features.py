@@ -24,11 +24,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raylab.dataset import WINDOWS_FILE, filesystem_for, read_meta
+from raylab.dataset import FEATURE_FILES, WINDOWS_FILE, filesystem_for, read_meta
 from raylab.errors import ConfigError, DataError
 
 KINDS = ("is10", "mfcc")
-FEATURE_FILES = {"is10": "features_is10.parquet", "mfcc": "features_mfcc.parquet"}
 IS10_DIM = 1582
 N_MFCC = 26
 MFCC_WIN_S = 0.025   # sec. 2.2.1: "standard window size of 25 ms"
@@ -198,7 +197,8 @@ def dataset_window_ids(dataset_path: str | os.PathLike) -> np.ndarray:
 def load_features(dataset_path: str | os.PathLike, kind: str,
                   window_ids: Sequence[str] | np.ndarray | None = None) -> np.ndarray:
     """Stored features as float32, (N, 1582) or (N, 26, 599), rows aligned to `window_ids`
-    (default: the dataset's row order)."""
+    (default: the dataset's row order). A window holding NaN or inf is a DataError naming it:
+    training on it only yields a NaN loss."""
     kind = check_kinds([kind])[0]
     fs, root = filesystem_for(dataset_path)
     path = f"{root}/{FEATURE_FILES[kind]}"
@@ -218,8 +218,14 @@ def load_features(dataset_path: str | os.PathLike, kind: str,
     else:
         column = table.column("mfcc").combine_chunks()
         values = column.values.to_numpy().reshape(len(table), N_MFCC, -1)  # (N, 26, F)
-    values = values if rows is None else values[rows]
-    return np.ascontiguousarray(values, dtype=np.float32)
+    values = np.ascontiguousarray(values if rows is None else values[rows], dtype=np.float32)
+    finite = np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if not finite.all():
+        ids = np.asarray(wanted)[~finite].tolist()
+        raise DataError(f"{dataset_path}/{FEATURE_FILES[kind]}: {len(ids)} window(s) hold NaN or "
+                        f"inf values: {_listing(ids, 5)}; compute them again with `raylab features "
+                        f"{dataset_path} --{kind} --force`")
+    return values
 
 
 def _positions(stored: np.ndarray, wanted: np.ndarray, where: str, kind: str) -> np.ndarray | None:

@@ -1,22 +1,77 @@
-"""Replacing an output folder whole, and only when it is ours to replace."""
+"""Replacing an output folder whole, and only when it is ours to replace.
+
+A folder raylab writes whole (a dataset, an analysis folder, the demo corpus) gets a marker file,
+`.raylab-folder`: JSON with the key `"raylab_folder": "v1"`, the kind of folder and the names of
+the entries written with it. `--out DIR` replaces an existing DIR only when it is empty, or holds a
+marker of the same kind and no entry besides the marker's, the kind's `known` names (files a later
+command adds, like a dataset's feature files) and the marker itself. A folder written before the
+marker existed is replaced when the kind's `legacy` rule accepts its entries (e.g. exactly files
+raylab writes). Anything else is refused, naming the folder and the entries raylab did not write:
+one file named `meta.json` among a user's files no longer makes a folder ours.
+"""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Callable, Collection
 
 from raylab.errors import ConfigError
 
+MARKER_FILE = ".raylab-folder"
+MARKER_KEY, MARKER_VERSION = "raylab_folder", "v1"
 
-def check_replaceable(out: Path, markers: tuple[str, ...], what: str) -> None:
-    """Refuse to overwrite a folder that is neither empty nor an earlier `what` (one holding a
-    file named in `markers`): `--out data/corpus` must never delete the user's corpus."""
+
+def write_marker(folder: Path, kind: str) -> None:
+    """Mark `folder` (complete, not yet in place) as a `kind` folder raylab wrote, listing its entries."""
+    entries = sorted(p.name for p in folder.iterdir() if p.name != MARKER_FILE)
+    doc = {MARKER_KEY: MARKER_VERSION, "kind": kind, "entries": entries}
+    (folder / MARKER_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The marker of `folder`, or None when it has none (or a file of that name raylab did not write)."""
+    try:
+        doc = json.loads((folder / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(doc, dict) and doc.get(MARKER_KEY) == MARKER_VERSION and \
+        isinstance(doc.get("kind"), str) and isinstance(doc.get("entries"), list)
+    return doc if ok else None
+
+
+def check_replaceable(out: Path, kind: str, what: str, *, known: Collection[str] = (),
+                      legacy: Callable[[set[str]], bool] | None = None) -> None:
+    """Refuse to replace `out` unless it is missing, empty, or a `kind` folder holding nothing that
+    raylab did not write (see the module docstring): `--out` must never delete a user's files."""
     if out.is_file():
         raise ConfigError(f"{out}: is a file; --out needs a folder for the {what}")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in markers):
-        raise ConfigError(f"{out}: exists and is not a {what} (no {' or '.join(markers)}); "
-                          "choose another --out, or remove it first")
+    if not out.is_dir():
+        return
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    marker = read_marker(out)
+    if marker is None:
+        if legacy is not None and legacy(entries):
+            return
+        raise ConfigError(f"{out}: exists and is not a {what} raylab may replace (no {MARKER_FILE}; "
+                          f"holds {_listing(entries)}); choose another --out, or remove it first")
+    if marker["kind"] != kind:
+        raise ConfigError(f"{out}: is a raylab {marker['kind']} folder, not a {what}; choose "
+                          "another --out")
+    foreign = entries - set(marker["entries"]) - set(known) - {MARKER_FILE}
+    if foreign:
+        raise ConfigError(f"{out}: a {what}, but it also holds {_listing(foreign)}, which raylab "
+                          "did not write; move that out, or choose another --out")
+
+
+def _listing(names: Collection[str], limit: int = 5) -> str:
+    ordered = sorted(names)
+    more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
 
 
 def replace_folder(tmp: Path, out: Path) -> Path:

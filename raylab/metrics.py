@@ -17,6 +17,10 @@ from raylab import DIMENSIONS, NUM_CLASSES
 
 
 def _pair(targets, predicted) -> tuple[np.ndarray, np.ndarray]:
+    for name, values in (("targets", targets), ("predictions", predicted)):
+        values = np.asarray(values)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():  # would cast to some class
+            raise ValueError(f"{name} hold NaN or inf: no accuracy can be computed from them")
     t = np.asarray(targets, dtype=np.int64).ravel()
     p = np.asarray(predicted, dtype=np.int64).ravel()
     if t.shape != p.shape:

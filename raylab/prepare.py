@@ -3,7 +3,7 @@
 Utterances are processed in chunks by `workers` processes; results come back in the input order and
 go straight into `DatasetWriter`, at most a few chunks in flight, so memory does not grow with the
 corpus. Every problem (unreadable, truncated or multi-channel WAV, wrong sample rate, missing WAV,
-malformed label block) is collected. By default any problem means: list them all, write nothing.
+float samples not finite or beyond full scale, malformed label block) is collected. By default any problem means: list them all, write nothing.
 With `skip_invalid` the dataset is written without them and `rejected.csv` names each one.
 """
 from __future__ import annotations

@@ -27,11 +27,11 @@ from raylab.config import (SearchSpace, default_space_file, dump_search_space, l
 from raylab.errors import ConfigError, DataError
 from raylab.search_results import (SearchResult, TrialSummary, plain, write_best, write_json,
                                    write_text)
+from raylab.settings import check_run_name, run_folder
 
 STORAGE_ENV = "RAYLAB_STORAGE"
 SCHEDULERS = ("fifo", "asha")
 TUNE_STATUS = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}  # others: cut off by an interruption
-NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Our metric names -> the keys of `raylab.training.EpochReport.val` (raylab.metrics.per_dimension).
 VAL_KEYS = {"val_acc_mean": "mean_war", "val_uar_mean": "mean_uar", "val_loss": "loss",
             "val_acc_valence": "valence_war", "val_acc_arousal": "arousal_war",
@@ -106,7 +106,7 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
                    gpus_per_trial, max_concurrent)
     device = _check_device(device, gpus_per_trial)
     results = Path(results).resolve()
-    run_dir = results / name
+    run_dir = run_folder(results, name, "search")
     storage = storage_root(results)
     experiment_path = f"{storage.rstrip('/')}/{name}"
     from ray import tune
@@ -157,8 +157,7 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
 def _check_options(name: str, scheduler: str, max_failures: int, epochs: int | None,
                    num_samples: int | None, cpus: float | None, gpus: float | None,
                    max_concurrent: int | None) -> None:
-    if not NAME_RULE.match(name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    check_run_name(name)
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
     for flag, value in (("--max-failures", max_failures), ("--gpus-per-trial", gpus)):

@@ -6,6 +6,7 @@ No Ray here: `raylab.search` fills these from Ray Tune's results; `raylab tune` 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,9 @@ class SearchResult:
         return sum(t.status != "UNFINISHED" for t in self.trials) >= self.num_samples
 
     def ranked(self) -> list[TrialSummary]:
-        """Finished trials, best first."""
-        scored = [t for t in self.trials if t.status == "FINISHED" and t.value is not None]
+        """Finished trials with a finite metric, best first (NaN would sort anywhere)."""
+        scored = [t for t in self.trials if t.status == "FINISHED" and t.value is not None
+                  and math.isfinite(t.value)]
         return sorted(scored, key=lambda t: t.value, reverse=self.mode == "max")
 
     @property

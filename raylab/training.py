@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from raylab import DIMENSIONS
-from raylab.errors import ConfigError, DataError
+from raylab.config import limit_error
+from raylab.errors import ConfigError, DataError, DivergedError
 from raylab.metrics import per_dimension
 from raylab.models import model_defaults
 from raylab.models.presets import DEFAULT_PRESET, preset_values
@@ -69,16 +71,12 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        rules = [("batch_size", self.batch_size >= 1, "an integer >= 1"),
-                 ("epochs", self.epochs >= 1, "an integer >= 1"),
-                 ("lr", self.lr > 0, "a number > 0"),
-                 ("lr_decay", 0 < self.lr_decay <= 1, "a factor in (0, 1]"),
-                 ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
-                 ("l2", self.l2 >= 0, "a number >= 0"),
-                 ("update", self.update in UPDATES, f"one of {', '.join(UPDATES)}")]
-        for key, ok, expected in rules:
-            if not ok:
-                raise ConfigError(f"{key}={getattr(self, key)!r}: expected {expected}")
+        for f in dataclasses.fields(self):
+            message = limit_error(f.name, getattr(self, f.name))  # the one table of limits
+            if message:
+                raise ConfigError(f"{f.name}={getattr(self, f.name)!r}: {message}")
+        if self.update not in UPDATES:
+            raise ConfigError(f"update={self.update!r}: expected one of {', '.join(UPDATES)}")
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -100,7 +98,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
                 raise ValueError
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         kind = type(default).__name__
         raise ConfigError(f"{key}={value!r}: expected {'an' if kind == 'int' else 'a'} {kind}") from None
 
@@ -120,7 +118,12 @@ def split_params(name: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], 
     model |= preset_values(name, params.get("preset", DEFAULT_PRESET))
     pick = lambda defaults: {k: _coerce(k, params[k], d) if k in params else d  # noqa: E731
                              for k, d in defaults.items()}
-    return pick(model), TrainConfig(**pick(train))
+    model_kwargs = pick(model)
+    for key in params:
+        message = limit_error(key, model_kwargs[key]) if key in model_kwargs else None
+        if message:
+            raise ConfigError(f"{key}={params[key]!r}: {message}")
+    return model_kwargs, TrainConfig(**pick(train))
 
 
 def load_params_file(path: str | Path, arch: str) -> dict[str, Any]:
@@ -342,6 +345,7 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
         batches = order.split(cfg.batch_size)
         first = torch.randint(0, 2, (len(batches),), generator=gen).tolist()
         total = torch.zeros((), device=device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no host sync per batch
         for b, positions in enumerate(batches):
             xs, ys = data.batch(positions)
             if cfg.update == "joint":
@@ -363,9 +367,16 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
                     loss.backward()
                     opt.step()
                     total += loss.detach()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total), b, first_bad)
             if on_batch is not None:
                 on_batch(b + 1, len(batches))
         train_loss = float(total) / max(len(batches), 1) + _l2_penalty(net, cfg.l2)
+        if not math.isfinite(train_loss):
+            where = (f"batch {int(first_bad) + 1} of {len(batches)}" if int(first_bad) >= 0
+                     else "the weights after its last step")
+            raise DivergedError(f"training diverged: the loss is {train_loss} in epoch {epoch + 1} "
+                                f"of {cfg.epochs}, from {where} (lr {lr:g}); lower lr, or check the "
+                                "inputs for NaN/inf")
         # evaluation batches no larger than training ones: on a CPU the first conv's output of a
         # larger batch (B x filters x 96 000 floats) sets the process's memory peak
         val_metrics = _evaluate_staged(model, val_data, cfg.batch_size, device, cfg.amp)
@@ -395,7 +406,14 @@ def _probabilities(model: nn.Module, data: _Staged, batch_size: int, device: tor
             targets[d].append(ys[d])
     model.train(was_training)
     cat = lambda parts: {d: torch.cat(v).cpu().numpy() for d, v in parts.items()}  # noqa: E731
-    return cat(probs), cat(targets)
+    probs_np = cat(probs)
+    for d, p in probs_np.items():  # argmax would score NaN outputs as class 0, an accuracy
+        bad = int((~np.isfinite(p).all(axis=1)).sum())
+        if bad:
+            raise DivergedError(f"the network's {d} outputs are NaN/inf for {bad} of {len(p)} "
+                                "windows: its weights or inputs are not finite; lower lr, or check "
+                                "the inputs for NaN/inf")
+    return probs_np, cat(targets)
 
 
 def _evaluate_staged(model, data, batch_size, device, amp) -> dict[str, float]:

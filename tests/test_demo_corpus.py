@@ -12,7 +12,7 @@ from raylab.cli import main
 from raylab.corpora import iemocap
 from raylab.corpora.demo import CUES, DEMO_VERSION, plan_turns, write_demo_corpus
 from raylab.dataset import load_dataset, read_meta
-from raylab.errors import DataError
+from raylab.errors import ConfigError
 
 
 def _corpus_of(dataset: Path) -> Path:
@@ -98,6 +98,6 @@ def test_cli_demo_and_info_default_to_the_demo_dataset(tmp_path, demo_data_env, 
     assert f"dataset   {demo_data_env} (corpus demo, evaluator E2" in info and "Ses05M" in info
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("user data")
-    with pytest.raises(DataError, match="exists and is not a demo corpus"):
+    with pytest.raises(ConfigError, match="exists and is not a demo corpus .*holds keep.txt"):
         write_demo_corpus(tmp_path / "mine")
     assert (tmp_path / "mine" / "keep.txt").read_text() == "user data"

@@ -11,6 +11,7 @@ import pytest
 from raylab import features
 from raylab.dataset import DatasetWriter, Window, load_dataset
 from raylab.errors import ConfigError, DataError
+from raylab.fsutil import MARKER_FILE
 
 SR = 16000
 SAMPLES = 6 * SR
@@ -117,7 +118,7 @@ def test_current_files_are_reused_stale_ones_and_forced_ones_recomputed(dataset)
 
     report = features.compute_features(dataset, kinds=["is10"], force=True)
     assert report["is10"]["status"] == "recomputed: --force" and report["is10"]["seconds"] > 0
-    assert not [name for name in os.listdir(dataset) if name.startswith(".")]
+    assert not [name for name in os.listdir(dataset) if name.startswith(".") and name != MARKER_FILE]
 
 
 def test_a_window_with_nan_or_a_failure_is_reported_by_id_and_nothing_written(tmp_path, ray_local, monkeypatch):
@@ -140,7 +141,8 @@ def test_a_window_with_nan_or_a_failure_is_reported_by_id_and_nothing_written(tm
     assert f"{ids[3]} (RuntimeError: decoder exploded)" in message
     assert not (path / "features_mfcc.parquet").exists()
     assert (path / "features_is10.parquet").exists()  # the healthy kind is still written
-    assert sorted(os.listdir(path)) == ["annotations.parquet", "features_is10.parquet", "meta.json", "windows.parquet"]
+    assert sorted(os.listdir(path)) == [MARKER_FILE, "annotations.parquet", "features_is10.parquet",
+                                        "meta.json", "windows.parquet"]
 
 
 def test_missing_features_and_bad_arguments_say_what_to_do(tmp_path):

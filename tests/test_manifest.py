@@ -74,3 +74,13 @@ def test_classes_must_be_whole_numbers(lab_corpus):
         prepare_manifest(lab_corpus / "m.csv", lab_corpus / "d", labels="classes", log=lines.append)
     assert "m.csv:2: class '2.5' is not a whole number 0..4" in lines[0]
     assert "m.csv:4: utterance id 'a' already on line 3; add an utterance_id column" in lines[1]
+
+
+def test_a_speaker_is_a_fold_folder_name(lab_corpus):
+    (lab_corpus / "m.csv").write_text("path,speaker,valence,arousal\naudio/a.wav,../../x,1,1\n"
+                                      "audio/c.wav,..,2,2\n")
+    lines: list[str] = []
+    with pytest.raises(DataError, match=r"^2 problem\(s\)"):
+        prepare_manifest(lab_corpus / "m.csv", lab_corpus / "d", log=lines.append)
+    assert "m.csv:2: speaker '../../x' names a fold's folder: no '/' or '\\'" in lines[0]
+    assert "m.csv:3: speaker '..' names a fold's folder" in lines[1]

@@ -37,6 +37,9 @@ BROKEN = {
     "bad_gpus.yaml": "resources.gpus_per_trial: expected a fraction in [0, 1]",
     "bad_not_yaml.yaml": "line 4: not valid YAML",
     "bad_update_value.yaml": "fixed: update='joiint': expected one of alternate, joint",
+    "bad_nonfinite_bound.yaml": "space.lr.high: expected a number, found float inf",
+    "bad_absurd_fixed.yaml": "fixed.lr: lr must lie in (0, 10], found 1e+30",
+    "bad_nan_fixed.yaml": "fixed.dropout: expected a number, found float nan",
 }
 
 

@@ -28,7 +28,7 @@ actor self-rates (F1/M1) half of the turns; comments hold commas; decoy files si
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import uuid
 import wave
@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from raylab.corpora.windows import SAMPLE_RATE
-from raylab.errors import ConfigError, DataError
+from raylab.errors import ConfigError
+from raylab.fsutil import check_replaceable, replace_folder, write_marker
 
 DEMO_VERSION = 1
 MARKER_FILE = "raylab-demo.json"
@@ -154,9 +155,7 @@ def write_demo_corpus(out: str | Path, *, seed: int = 0, speakers: int = 10,
     """Synthesise the demo corpus under `out` in the IEMOCAP layout (written to a temporary folder,
     then renamed; an older demo corpus there is replaced, any other folder refused)."""
     out = Path(out).expanduser().resolve()
-    if out.exists() and any(out.iterdir()) and read_marker(out) is None:
-        raise DataError(f"{out}: exists and is not a demo corpus (no {MARKER_FILE}); "
-                        "choose an empty or new folder")
+    check_replaceable(out, "demo-corpus", "demo corpus", legacy=_written_before_the_marker)
     turns = plan_turns(seed, speakers, turns_per_speaker, seconds)
     final, out = out, out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -165,12 +164,17 @@ def write_demo_corpus(out: str | Path, *, seed: int = 0, speakers: int = 10,
                   "speakers": speakers, "turns_per_speaker": turns_per_speaker, "seconds": list(seconds),
                   "cues": CUES}
         (out / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(out, final)
+        write_marker(out, "demo-corpus")
+        replace_folder(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return final
+
+
+def _written_before_the_marker(entries: set[str]) -> bool:
+    """A demo corpus of an earlier raylab: its generator record and session folders, nothing else."""
+    return MARKER_FILE in entries and all(e == MARKER_FILE or re.fullmatch(r"Session\d+", e)
+                                          for e in entries)
 
 
 def _write_turns(out: Path, turns: list[DemoTurn], seed: int) -> None:

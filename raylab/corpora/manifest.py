@@ -63,6 +63,9 @@ def read_manifest(path: str | Path, labels: str = "ratings") -> tuple[list[dict]
             try:
                 if not row["path"] or not row["speaker"]:
                     raise ValueError("empty path or speaker")
+                if "/" in row["speaker"] or "\\" in row["speaker"] or row["speaker"] in (".", ".."):
+                    raise ValueError(f"speaker {row['speaker']!r} names a fold's folder: no '/' or "
+                                     "'\\', not '.' or '..'")
                 (val, val_raw), (aro, aro_raw) = _label(row["valence"], labels), _label(row["arousal"], labels)
                 session = int(row.get("session") or 0)
             except ValueError as err:
