@@ -17,7 +17,7 @@ from raylab.search_results import SearchResult, TrialSummary, format_summary
 from tests.test_models import one_thread  # noqa: F401  (fixture)
 from tests.test_training import make_tone_dataset
 
-SMALL = ["--set", "conv1_filters=4", "--set", "conv1_kernel=16", "--set", "pool2=4",
+SMALL = ["--set", "preset=small", "--set", "conv1_filters=4", "--set", "conv1_kernel=16", "--set", "pool2=4",
          "--set", "pool3=4", "--set", "hidden1=8", "--set", "hidden2=4"]
 
 
