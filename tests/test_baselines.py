@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from raylab.pooled import (PROB_COLUMNS, RANDOM_BASELINE, most_frequent_baseline,
-                           summarize_predictions, utterance_votes)
+from raylab.report.pooled import (PROB_COLUMNS, RANDOM_BASELINE, most_frequent_baseline,
+                                  summarize_predictions, utterance_votes)
 
 
 def frame(rows: list[tuple], dimension: str = "arousal") -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raylab.dataset import DatasetWriter, Window, load_dataset
+from raylab.data.dataset import DatasetWriter, Window, load_dataset
 from raylab.errors import ConfigError
 
 
