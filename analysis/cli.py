@@ -11,13 +11,13 @@ METHOD_CHOICES = ("guided", "gradient", "integrated")
 
 def _target(args):
     from analysis.runs import resolve
-    from raylab.settings import results_dir
+    from raylab.runtime.settings import results_dir
 
     return resolve(args.run, args.fold, getattr(args, "data", None), results_dir(args.results))
 
 
 def _device(args) -> str:
-    from raylab.settings import pick_device
+    from raylab.runtime.settings import pick_device
 
     return pick_device(args.device)
 

@@ -26,7 +26,7 @@ from analysis.acoustics import characteristics, table6, to_markdown
 
 NUM_CLASSES = 5
 INITS = ("noise", "mean")
-# Which acoustic measure reads each planted cue of the demo corpus (raylab.corpora.demo.CUES);
+# Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # speaking rate and pause jitter have no measure here.
 CUE_MEASURES = {"f0_hz": "peak_hz", "peak_amplitude": "peak_amplitude", "pause_ms": "pause_ms",
                 "brightness_hz": "centroid_hz"}
@@ -38,7 +38,7 @@ PAPER_CUES = (("arousal", "centroid_hz", +1), ("arousal", "peak_amplitude", +1),
 def demo_cues() -> tuple[tuple[str, str, int], ...]:
     """(dimension, measure, expected sign) of every planted cue that has a measure, the sign read
     from the demo corpus's own table (e.g. pause_ms falls with valence: -1)."""
-    from raylab.corpora.demo import CUES
+    from raylab.data.corpora.demo import CUES
 
     checks = []
     for dim, cues in CUES.items():

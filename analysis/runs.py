@@ -21,8 +21,8 @@ import numpy as np
 from torch import nn
 
 from raylab.errors import ConfigError, DataError
-from raylab.fsutil import check_replaceable, replace_folder, write_marker
-from raylab.tracking import RUN_DIR_TAG
+from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
+from raylab.runtime.tracking import RUN_DIR_TAG
 
 PAPER_FOLD = "Ses03F"  # the paper's representative test speaker (section 4.2)
 
@@ -55,7 +55,7 @@ def require_waveform(model: nn.Module, arch: str) -> None:
 
 
 def _mlflow_run_dir(run_id: str, results: Path) -> tuple[Path, str]:
-    from raylab.tracking import Tracker
+    from raylab.runtime.tracking import Tracker
 
     tracker = Tracker(results)
     try:
@@ -82,7 +82,7 @@ def _fold_checkpoints(run_dir: Path) -> dict[str, Path]:
 
 def resolve(run: str, fold: str | None, data: str | None, results: Path) -> Target:
     """Find, load and check the network that `--run` names (see the module docstring)."""
-    from raylab.checkpoint import load_model
+    from raylab.train.checkpoint import load_model
 
     path = Path(run).expanduser()
     run_id = None
@@ -132,8 +132,8 @@ def load_data(target: Target, audio: bool = True):
     """The dataset `--data` names, else the run's, else the built-in demo dataset (`audio=False`:
     labels only); the target's fold is set to Ses03F or the first speaker when the checkpoint
     alone did not say."""
-    from raylab.dataset import load_dataset
-    from raylab.demo_data import resolve_data
+    from raylab.data.dataset import load_dataset
+    from raylab.data.demo_cache import resolve_data
 
     dataset = load_dataset(resolve_data(target.dataset, target.results), audio=audio)
     if int(dataset.meta["window_samples"]) != int(target.info.get("window_samples", 0)):
@@ -157,7 +157,7 @@ def subset(dataset, rows: np.ndarray):
 def network_arrays(target: Target, dataset, rows: np.ndarray):
     """An ArraySet of `rows` of the dataset, scaled as in training (IS10 standardised with the
     checkpoint's statistics)."""
-    from raylab.experiment import build_arrays
+    from raylab.train.fold import build_arrays
 
     return build_arrays(subset(dataset, rows), target.arch, target.info.get("feature_stats"))
 
@@ -226,7 +226,7 @@ def publish(target: Target, out: Path, metrics: dict[str, float], track: bool = 
     headline numbers as metrics); returns the run id, or None when nothing was logged."""
     if not track or not target.mlflow_run_id:
         return None
-    from raylab.tracking import Run, Tracker
+    from raylab.runtime.tracking import Run, Tracker
 
     run = Run(Tracker(target.results).client, target.mlflow_run_id)
     run.log_artifacts(out, f"analysis/{out.name}")

@@ -114,11 +114,11 @@ def verdicts(table: pd.DataFrame, threshold: float = SENSITIVE_BELOW) -> dict[st
 
 def permuted_label_model(target, dataset, epochs: int | None, seed: int = 0,
                          device: str = "cpu", train_limit: int | None = None) -> nn.Module:
-    """A fresh network of the run's architecture trained with raylab.training.fit on the fold's
+    """A fresh network of the run's architecture trained with raylab.train.loop.fit on the fold's
     training windows with their labels shuffled (seeded), for `epochs` (default: the run's)."""
     from analysis import runs
-    from raylab.folds import fold_split
-    from raylab.training import fit, split_params
+    from raylab.train.folds import fold_split
+    from raylab.train.loop import fit, split_params
 
     split = fold_split(dataset.speaker, target.fold, seed=seed)
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from raylab import hostmem
+from raylab.runtime import hostmem
 
 # as `raylab` itself does (its console script, Ray's workers): the figures are those of the real
 # path; RAYLAB_HOST_ALLOCATOR=system measures glibc's defaults (bench/host_alloc.py compares them)

@@ -4,7 +4,7 @@ Layer shapes: the first layer (1 -> 40 channels on the 96 000-sample waveform; E
 80 = 5 ms) and a second layer (40 -> 40 on the 48 000 steps left after a pool of 2; ELoR's kernel
 is 10, Trigeorgis et al. 2016 use much longer ones, hence 400/1000/4000). For each kernel size:
 `nn.Conv1d` (oneDNN on CPU; cuDNN with `benchmark=True` on GPUs, the kernels it picked listed) and
-`raylab.fftconv.FFTConv1d`, forward and forward+backward, seconds per window, and the kernel size
+`raylab.models.fftconv.FFTConv1d`, forward and forward+backward, seconds per window, and the kernel size
 from which the FFT is faster. Usage: python bench/conv_algos.py [--device auto|cpu|cuda] [--quick]
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from raylab.fftconv import FFTConv1d, block_length, fast_fft_length, fft_conv1d  # noqa: E402
+from raylab.models.fftconv import FFTConv1d, block_length, fast_fft_length, fft_conv1d  # noqa: E402
 
 # (label, in channels, out channels, input length, kernel sizes)
 FAMILIES = [
@@ -132,7 +132,7 @@ def run(device: str, batch: int, quick: bool, budget: float) -> str:
 
 def block_sweep(device: str, batch: int, factors: list[int], budget: float) -> str:
     """FFT forward+backward ms per window for blocks of ~f·K samples (f in `factors`): the data
-    behind `raylab.fftconv.block_length`."""
+    behind `raylab.models.fftconv.block_length`."""
     rows = []
     for label, cin, cout, length, kernels in FAMILIES:
         for k in kernels:

@@ -1,7 +1,7 @@
 """Which fast-path steps pay for ELoR training on this machine, and do results stay the same?
 
 Each variant trains the reference ELoR (defaults, batch 15, alternate updates, int16 audio shared
-as the search shares it) through the real `raylab.training.fit` and is compared with the baseline
+as the search shares it) through the real `raylab.train.loop.fit` and is compared with the baseline
 on seconds per window, first-batch seconds (compile/autotune cost) and, on one batch with dropout
 off, the largest relative difference of the logits and of conv1's weight gradient.
 
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from train_step import synthetic_arrays, time_training  # noqa: E402
 
-from raylab.fftconv import swap_long_convs  # noqa: E402
 from raylab.models import build_model  # noqa: E402
+from raylab.models.fftconv import swap_long_convs  # noqa: E402
 
 
 class Autocast(nn.Module):

@@ -23,8 +23,8 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread limits, which numpy reads at import)
 
-from raylab import features  # noqa: E402
-from raylab.dataset import DatasetWriter, Window  # noqa: E402
+from raylab.data import features  # noqa: E402
+from raylab.data.dataset import DatasetWriter, Window  # noqa: E402
 
 SR = 16000
 SAMPLES = 6 * SR
@@ -96,7 +96,7 @@ def main() -> None:
             dataset = build_dataset(Path(tmp) / "ds", args.windows)
             print(f"dataset: {args.windows} windows of 6 s built in {time.perf_counter() - began:.1f} s")
 
-            from raylab.dataset import load_dataset
+            from raylab.data.dataset import load_dataset
             audio = load_dataset(dataset).audio[:args.latency_windows].astype(np.float32) / 32768
             print(f"\nper-window latency, one core, in this process ({len(audio)} windows):")
             for kind in features.KINDS:

@@ -1,4 +1,4 @@
-"""CPU training with glibc's default allocator settings against raylab's (`raylab.hostmem`).
+"""CPU training with glibc's default allocator settings against raylab's (`raylab.runtime.hostmem`).
 
 The settings must be in place when a process starts, so each measurement is a fresh process:
 `bench/train_step.py` with RAYLAB_HOST_ALLOCATOR=system, then =tuned, alternating for `--rounds`

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from raylab.corpora.demo import write_demo_corpus
-from raylab.prepare import prepare_iemocap
+from raylab.data.corpora.demo import write_demo_corpus
+from raylab.data.prepare import prepare_iemocap
 
 
 def main() -> None:

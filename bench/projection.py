@@ -4,7 +4,7 @@ Scale: 8522 windows (E2); the test speaker's ~1/10 left out (852), the rest spli
 6136 training and 1534 validation windows; 9 epochs (Table 1) each followed by a validation pass.
 Per-window training and evaluation times are measured here through the real `fit`/`predict` on
 this machine (or taken from `bench/train_step.py --json`); on a CUDA machine a full-scale
-synthetic epoch is timed. The H100 figure without a GPU is a projection from FLOPs (raylab.flops)
+synthetic epoch is timed. The H100 figure without a GPU is a projection from FLOPs (raylab.models.flops)
 at a stated peak and efficiency, bounded below by the memory traffic of the activations.
 Writes bench/projection.md and prints it. Usage: python bench/projection.py [--from-json PATH]
 """
@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from train_step import synthetic_arrays, time_evaluation, time_training  # noqa: E402
 
-from raylab.config import default_space_file, load_search_space  # noqa: E402
 from raylab.errors import ConfigError  # noqa: E402
-from raylab.flops import network_layers, window_flops  # noqa: E402
 from raylab.models import build_model, model_defaults  # noqa: E402
-from raylab.training import PAPER_HPARAMS, TrainConfig, fit  # noqa: E402
+from raylab.models.flops import network_layers, window_flops  # noqa: E402
+from raylab.search.space import default_space_file, load_search_space  # noqa: E402
+from raylab.train.loop import PAPER_HPARAMS, TrainConfig, fit  # noqa: E402
 
 WINDOWS, TEST_SPEAKER, VAL_FRACTION = 8522, 852, 0.2
 TRAIN = round((WINDOWS - TEST_SPEAKER) * (1 - VAL_FRACTION))     # 6136
@@ -195,7 +195,7 @@ def report(cpu: dict, gpu: dict | None, efficiency: float | None, overhead_s: fl
         f"{1e3 * cpu['eval_s']:.0f} ms per validation window (process CPU time "
         f"{1e3 * cpu['train_cpu_s']:.0f} and {1e3 * cpu['eval_cpu_s']:.0f} ms); "
         f"{100 * cpu['ratio']:.1f}% of the fp32 peak measured in the same run ({C.si(cpu['peak'])}).",
-        f"- FLOPs (raylab.flops): reference ELoR trial {ref_flops / 1e15:.3f} PFLOP "
+        f"- FLOPs (raylab.models.flops): reference ELoR trial {ref_flops / 1e15:.3f} PFLOP "
         f"({window_flops('elor', ref, 'alternate', 15).train / 1e9:.2f} GFLOP per training "
         f"window); the search space's uniform mean {mean_flops / 1e15:.3f} PFLOP "
         f"({mean_flops / ref_flops:.2f}x the reference).",

@@ -3,7 +3,7 @@
     .venv/bin/python bench/search_overhead.py [--windows 200 800] [--concurrency 1 2 4] [--epochs 2]
 
 Writes a synthetic dataset (random int16 noise, 6 s windows at 16 kHz, 10 speakers: 800 windows
-are 147 MiB of audio) and runs `raylab.search.run_search` on it once per concurrency N: N trials
+are 147 MiB of audio) and runs `raylab.search.driver.run_search` on it once per concurrency N: N trials
 of a toy ELoR, all N at once (cpus per trial 1 or less), tracking off. Printed per N:
 - trial wall: from Tune starting the trial to its completion, seen by the driver; fit: the sum of
   the trial's epoch times (`fit()`); overhead = wall - fit (actor start, imports, fetching the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raylab import hostmem
+from raylab.runtime import hostmem
 
 SR = 16_000
 SAMPLES = 6 * SR
@@ -48,7 +48,7 @@ space:
 
 
 def make_dataset(out: Path, windows: int, seed: int = 0) -> Path:
-    from raylab.dataset import DatasetWriter, Window
+    from raylab.data.dataset import DatasetWriter, Window
 
     rng = np.random.default_rng(seed)
     with DatasetWriter(out, SAMPLES) as writer:
@@ -142,7 +142,7 @@ class PeakSampler:
 
 
 def run(n: int, data: Path, epochs: int, folder: Path, cpus: int) -> dict:
-    from raylab.search import run_search
+    from raylab.search.driver import run_search
 
     space = folder / f"space-{n}.yaml"
     space.write_text(SPACE.format(n=n, cpus=min(1.0, cpus / n), epochs=epochs))

@@ -1,10 +1,10 @@
-"""Training throughput of each network through the real `raylab.training.fit`, as % of peak.
+"""Training throughput of each network through the real `raylab.train.loop.fit`, as % of peak.
 
 For each network (elor, lom, ftr, elor_ftr), update mode (alternate, joint) and batch size
 (15, 64), on the CPU and (when present) the GPU in bf16 autocast and fp32: `fit` runs one epoch
 over a synthetic dataset of (warm-up + steps) batches of full-size windows, with no validation set;
 `on_batch` time stamps give the seconds per batch. The model's FLOPs per training window
-(`raylab.flops`) turn that into achieved FLOP/s, printed beside the dense peak of the same device
+(`raylab.models.flops`) turn that into achieved FLOP/s, printed beside the dense peak of the same device
 in the same dtype, measured by a large matmul just before each configuration. On CPUs the
 process CPU time per window (all threads) is printed too: on a shared machine it moves far less
 than wall time (CPU-ms/window ÷ threads ≈ the wall time the machine would give if it were idle).
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from raylab import DIMENSIONS  # noqa: E402
-from raylab.flops import model_flops  # noqa: E402
 from raylab.models import MODEL_NAMES, build_model  # noqa: E402
-from raylab.training import UPDATES, ArraySet, TrainConfig, fit, predict  # noqa: E402
+from raylab.models.flops import model_flops  # noqa: E402
+from raylab.train.loop import UPDATES, ArraySet, TrainConfig, fit, predict  # noqa: E402
 
 
 def synthetic_arrays(model: torch.nn.Module, n: int, seed: int = 0,
@@ -108,7 +108,7 @@ def time_training(name: str, update: str, batch: int, device: str, amp: bool, st
 
 def time_evaluation(name: str, device: str, amp: bool, batch: int = 60, windows: int = 120,
                     model_kwargs: dict | None = None) -> dict[str, float]:
-    """Wall and process-CPU seconds per window of `raylab.training.predict` (validation passes
+    """Wall and process-CPU seconds per window of `raylab.train.loop.predict` (validation passes
     run the same code), median of 3 after a warm-up."""
     torch.manual_seed(0)
     model = build_model(name, **(model_kwargs or {})).to(device)

@@ -156,8 +156,8 @@ def make_iemocap_corpus(root: str | Path) -> Path:
 def make_demo_dataset(out: str | Path, *, turns_per_speaker: int = 18, seed: int = 0,
                       corpus: str | Path | None = None) -> Path:
     """A small demo dataset (10 speakers, ~160 windows with the default size) prepared with E2."""
-    from raylab.corpora.demo import write_demo_corpus
-    from raylab.prepare import prepare_iemocap
+    from raylab.data.corpora.demo import write_demo_corpus
+    from raylab.data.prepare import prepare_iemocap
 
     out = Path(out)
     corpus = Path(corpus) if corpus else out.parent / f"{out.name}-corpus"

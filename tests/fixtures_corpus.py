@@ -17,7 +17,7 @@ def iemocap_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def iemocap_dataset(iemocap_corpus, tmp_path_factory):
     """`iemocap_corpus` prepared with evaluator E2: 13 windows of 6 s, 6 speakers."""
-    from raylab.prepare import prepare_iemocap
+    from raylab.data.prepare import prepare_iemocap
 
     out = tmp_path_factory.mktemp("iemocap-data") / "data"
     prepare_iemocap(iemocap_corpus, out, evaluator="E2", workers=1)
@@ -27,7 +27,7 @@ def iemocap_dataset(iemocap_corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory):
     """Demo corpus (seed 0, 10 speakers x 18 turns) prepared with E2: ~170 windows of 6 s whose
-    arousal and valence are planted as acoustic cues (raylab.corpora.demo.CUES)."""
+    arousal and valence are planted as acoustic cues (raylab.data.corpora.demo.CUES)."""
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo-data", turns_per_speaker=18)
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from raylab import hostmem
+from raylab.runtime import hostmem
 
 
 @pytest.fixture(scope="session")

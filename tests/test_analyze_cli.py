@@ -23,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 def write_dataset(out):
     """12 windows per speaker: tones whose pitch follows arousal, plus fake IS10 features."""
-    from raylab.dataset import DatasetWriter, Window
-    from raylab.features import feature_params, feature_table, write_features
+    from raylab.data.dataset import DatasetWriter, Window
+    from raylab.data.features import feature_params, feature_table, write_features
 
     rng = np.random.default_rng(0)
     t = np.arange(SAMPLES) / SR
@@ -50,7 +50,7 @@ def write_dataset(out):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tracked one-fold ELoR run (test speaker Ses03F) and an ELoR+FTR run, in one results folder."""
-    from raylab.experiment import train_local
+    from raylab.train.fold import train_local
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -91,7 +91,7 @@ def test_saliency_by_mlflow_run_id_writes_files_and_artifacts(trained, capsys, m
     assert (out_dir / "correlation_histogram.png").exists()
     printed = capsys.readouterr().out
     assert "r(x, s), the paper's reading" in printed and "r(|x|, |s|)" in printed and "paper: 0.96" in printed
-    from raylab.tracking import Tracker
+    from raylab.runtime.tracking import Tracker
 
     client = Tracker(trained["results"]).client
     names = [a.path for a in client.list_artifacts(run.mlflow_run_id, "analysis/saliency-Ses03F")]
@@ -142,8 +142,8 @@ def test_elor_ftr_saliency_with_features_held_fixed(trained, tmp_path, capsys):
 
 
 def test_networks_without_a_waveform_input_are_refused(tmp_path, capsys):
-    from raylab.checkpoint import save_checkpoint
     from raylab.models import build_model
+    from raylab.train.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "ftr.pt", build_model("ftr", hidden1=4, hidden2=4), "ftr")
     assert run_cli("saliency", "--run", path, "--results", tmp_path, "--no-track") == 1

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from raylab.corpora.audio import load_utterance
-from raylab.dataset import load_dataset
+from raylab.data.corpora.audio import load_utterance
+from raylab.data.dataset import load_dataset
 from raylab.errors import DataError
-from raylab.prepare import prepare_iemocap, prepare_manifest
+from raylab.data.prepare import prepare_iemocap, prepare_manifest
 from tests.corpus_factory import SR, make_iemocap_corpus, wav_path
 
 SUBTYPES = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),

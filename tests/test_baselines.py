@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from raylab.pooled import (PROB_COLUMNS, RANDOM_BASELINE, most_frequent_baseline, pooled_prior_baseline,
+from raylab.report.pooled import (PROB_COLUMNS, RANDOM_BASELINE, most_frequent_baseline, pooled_prior_baseline,
                            summarize_predictions, utterance_votes)
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from raylab.checkpoint import load_model, save_checkpoint
 from raylab.errors import DataError
 from raylab.models import MODEL_NAMES, build_model
+from raylab.train.checkpoint import load_model, save_checkpoint
 from tests.test_models import TOY, one_thread, toy_inputs  # noqa: F401  (fixture)
 
 

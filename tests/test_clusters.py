@@ -294,7 +294,7 @@ def make_dataset(out: Path) -> Path:
 
 
 def test_a_dataset_loads_from_a_file_uri_as_from_its_path(tmp_path):
-    from raylab.dataset import load_dataset
+    from raylab.data.dataset import load_dataset
 
     dataset = make_dataset(tmp_path / "ds")
     by_path, by_uri = load_dataset(dataset), load_dataset(dataset.as_uri())
@@ -305,9 +305,9 @@ def test_a_dataset_loads_from_a_file_uri_as_from_its_path(tmp_path):
 
 def test_a_dataset_on_object_storage_is_read_through_pyarrow(tmp_path, monkeypatch):
     """s3://bucket/... resolved by pyarrow to a filesystem whose root is not the local root."""
-    import raylab.dataset as dataset_module
-    from raylab import doctor
-    from raylab.dataset import load_dataset
+    import raylab.data.dataset as dataset_module
+    from raylab.data.dataset import load_dataset
+    from raylab.runtime import doctor
 
     bucket = tmp_path / "bucket-root"
     make_dataset(bucket / "lab-bucket" / "iemocap")
@@ -329,7 +329,7 @@ def test_a_dataset_on_object_storage_is_read_through_pyarrow(tmp_path, monkeypat
 
 
 def test_an_unreadable_uri_is_a_data_error(tmp_path):
-    from raylab.dataset import load_dataset
+    from raylab.data.dataset import load_dataset
     from raylab.errors import DataError
 
     with pytest.raises(DataError, match="not a raylab dataset"):

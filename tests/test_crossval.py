@@ -30,7 +30,7 @@ def tenfold(ray_local, demo_dataset, tmp_path_factory):
     """`raylab train elor` on two folds (toy size, 1 epoch) on Ray Train, tracked in a SQLite
     MLflow store: what it printed, and what it wrote."""
     from raylab.cli import main
-    from raylab.dataset import load_dataset
+    from raylab.data.dataset import load_dataset
 
     results = tmp_path_factory.mktemp("crossval") / "results"
     folds = load_dataset(demo_dataset, audio=False).speakers[:3]
@@ -104,7 +104,7 @@ def test_pooled_figures_equal_scikit_learn_on_the_predictions(tenfold):
 
 
 def test_fold_checkpoint_rebuilds_the_network(tenfold):
-    from raylab.checkpoint import load_model
+    from raylab.train.checkpoint import load_model
 
     model, info = load_model(tenfold.run_dir / "folds" / tenfold.trained[0] / "checkpoint.pt")
     assert type(model).__name__ == "ELoR" and model.config["conv1_filters"] == 4
@@ -129,8 +129,8 @@ def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
 
 
 def test_leakage_guard_fires_on_a_split_forced_to_leak():
-    from raylab.crossval_ray import check_fold
-    from raylab.folds import FoldSplit, fold_split
+    from raylab.crossval.ray_train import check_fold
+    from raylab.train.folds import FoldSplit, fold_split
 
     speakers = np.array(["A"] * 4 + ["B"] * 4 + ["C"] * 4)
     good = fold_split(speakers, "A", seed=0)
@@ -154,7 +154,7 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
     data-parallel (DDP) over two workers."""
     from mlflow import MlflowClient
 
-    from raylab.crossval import run_crossval
+    from raylab.crossval.driver import run_crossval
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     results = tmp_path / "results"  # a copy of the run folder, with a store of its own
@@ -210,7 +210,7 @@ def test_report_renders_rows_for_two_networks(tenfold, capsys):
 
 
 def test_bad_requests_fail_before_ray_starts(demo_dataset, tmp_path):
-    from raylab.crossval import run_crossval
+    from raylab.crossval.driver import run_crossval
 
     results = tmp_path / "results"
     with pytest.raises(ConfigError, match="--folds Ses09X: no such speaker.*Ses01F"):
@@ -238,7 +238,7 @@ def test_fold_child_runs_log_the_checkpoint(tenfold):
 
 
 def test_gpus_per_worker_follow_the_cluster_unless_given():
-    from raylab.crossval import worker_gpus
+    from raylab.crossval.driver import worker_gpus
 
     assert worker_gpus(None, "auto", 4.0) == 1.0  # a GPU cluster: one GPU per worker
     assert worker_gpus(None, "cuda", 1.0) == 1.0
@@ -251,12 +251,12 @@ def test_gpus_per_worker_follow_the_cluster_unless_given():
 
 def test_a_multi_node_cluster_refuses_the_local_sqlite_store(ray_local, demo_dataset, tmp_path,
                                                              monkeypatch):
-    import raylab.crossval_ray
-    from raylab.crossval import run_crossval
+    import raylab.crossval.ray_train
+    from raylab.crossval.driver import run_crossval
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(raylab.crossval_ray, "live_nodes", lambda: 3)
-    monkeypatch.setattr(raylab.crossval_ray, "train_folds",
+    monkeypatch.setattr(raylab.crossval.ray_train, "live_nodes", lambda: 3)
+    monkeypatch.setattr(raylab.crossval.ray_train, "train_folds",
                         lambda *a, **k: pytest.fail("folds started"))
     with pytest.raises(ConfigError, match="other 2 node.*set MLFLOW_TRACKING_URI"):
         run_crossval("elor", demo_dataset, TOY, folds=["Ses01F"], results=tmp_path / "results",

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-import raylab.demo_data as demo_data
+import raylab.data.demo_cache as demo_cache
 from raylab.cli import main
-from raylab.corpora import iemocap
-from raylab.corpora.demo import CUES, DEMO_VERSION, plan_turns, write_demo_corpus
-from raylab.dataset import load_dataset, read_meta
+from raylab.data.corpora import iemocap
+from raylab.data.corpora.demo import CUES, DEMO_VERSION, plan_turns, write_demo_corpus
+from raylab.data.dataset import load_dataset, read_meta
 from raylab.errors import ConfigError
 
 
@@ -76,14 +76,14 @@ def test_deterministic_for_a_seed(tmp_path):
 
 def test_ensure_demo_dataset_builds_once_and_rebuilds_for_another_seed(tmp_path, monkeypatch):
     monkeypatch.delenv("RAYLAB_DEMO_DATA", raising=False)
-    monkeypatch.setattr(demo_data, "TURNS_PER_SPEAKER", 2)
-    path = Path(demo_data.resolve_data(None, tmp_path))
+    monkeypatch.setattr(demo_cache, "TURNS_PER_SPEAKER", 2)
+    path = Path(demo_cache.resolve_data(None, tmp_path))
     assert path == tmp_path / "demo-data" and (tmp_path / "demo-corpus" / "raylab-demo.json").is_file()
     stamp = (path / "windows.parquet").stat().st_mtime_ns
-    assert demo_data.ensure_demo_dataset(tmp_path) == path
+    assert demo_cache.ensure_demo_dataset(tmp_path) == path
     assert (path / "windows.parquet").stat().st_mtime_ns == stamp
-    assert demo_data.resolve_data("elsewhere", tmp_path) == "elsewhere"
-    demo_data.ensure_demo_dataset(tmp_path, seed=1)
+    assert demo_cache.resolve_data("elsewhere", tmp_path) == "elsewhere"
+    demo_cache.ensure_demo_dataset(tmp_path, seed=1)
     assert read_meta(path)["demo"]["seed"] == 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".demo-")] == [".demo-data.lock"]
 

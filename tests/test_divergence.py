@@ -9,11 +9,11 @@ import pytest
 import torch.nn.functional as F
 
 from raylab.cli import main
-from raylab.dataset import load_dataset
+from raylab.data.dataset import load_dataset
 from raylab.errors import DataError, DivergedError
-from raylab.features import FEATURE_FILES, load_features
-from raylab.metrics import summarize, war
-from raylab.search_results import SearchResult, TrialSummary, format_summary
+from raylab.data.features import FEATURE_FILES, load_features
+from raylab.train.metrics import summarize, war
+from raylab.search.results import SearchResult, TrialSummary, format_summary
 from tests.test_models import one_thread  # noqa: F401  (fixture)
 from tests.test_training import make_tone_dataset
 
@@ -66,9 +66,9 @@ def test_a_nan_loss_stops_the_fit_instead_of_scoring_class_0(tones, results, cap
 def test_non_finite_network_outputs_are_an_error_not_class_0(tones, one_thread):  # noqa: F811
     import torch
 
-    from raylab.experiment import build_arrays
+    from raylab.train.fold import build_arrays
     from raylab.models import build_model
-    from raylab.training import evaluate, predict
+    from raylab.train.loop import evaluate, predict
     from tests.test_training import TOY_ELOR
 
     arrays = build_arrays(tones, "elor")

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raylab import doctor
 from raylab.cli import main
-from raylab.dataset import META_FILE, DatasetWriter, Window
-from raylab.doctor import FAIL, OK, WARN
+from raylab.data.dataset import META_FILE, DatasetWriter, Window
+from raylab.runtime import doctor
+from raylab.runtime.doctor import FAIL, OK, WARN
 
 SAMPLES = 320  # 20 ms windows: the checks only count, so tiny windows are enough
 
@@ -36,10 +36,10 @@ def edit_meta(dataset: Path, **changes) -> None:
 
 
 def write_mfcc(dataset: Path, rows: int | None = None) -> None:
-    """A features_mfcc.parquet made by raylab.features itself, for the first `rows` windows."""
-    from raylab.dataset import read_meta
-    from raylab.features import (dataset_window_ids, feature_params, feature_table,
-                                 mfcc_frames, write_features)
+    """A features_mfcc.parquet made by raylab.data.features itself, for the first `rows` windows."""
+    from raylab.data.dataset import read_meta
+    from raylab.data.features import (dataset_window_ids, feature_params, feature_table,
+                                      mfcc_frames, write_features)
 
     meta = read_meta(dataset)
     ids = dataset_window_ids(dataset)[:rows]
@@ -111,7 +111,7 @@ def test_tracking_store_is_opened_and_listed(results):
     first = doctor.check_tracking(results)
     assert first.status == OK and "created by the first tracked run" in first.detail
     assert not (results / "mlflow.db").exists()
-    from raylab.tracking import Tracker
+    from raylab.runtime.tracking import Tracker
 
     Tracker(results).experiment_id("doctor-test")
     check = doctor.check_tracking(results)

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from raylab import features
-from raylab.dataset import DatasetWriter, Window, load_dataset
+from raylab.data import features
+from raylab.data.dataset import DatasetWriter, Window, load_dataset
 from raylab.errors import ConfigError, DataError
-from raylab.fsutil import MARKER_FILE
+from raylab.runtime.fsutil import MARKER_FILE
 
 SR = 16000
 SAMPLES = 6 * SR
@@ -157,7 +157,7 @@ def test_missing_features_and_bad_arguments_say_what_to_do(tmp_path):
 
 def test_cli_reports_each_kind(dataset, capsys):
     from raylab.cli import _common_options
-    from raylab.commands import features as command
+    from raylab.cli import features as command
 
     common = _common_options()
     parser = argparse.ArgumentParser(parents=[common])

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from raylab import fftconv
 from raylab.errors import ConfigError
-from raylab.fftconv import (AutoConv1d, FFTConv1d, block_length, fast_fft_length, fft_conv1d,
-                            make_conv1d, swap_long_convs)
+from raylab.models import fftconv
+from raylab.models.fftconv import (AutoConv1d, FFTConv1d, block_length, fast_fft_length, fft_conv1d,
+                                   make_conv1d, swap_long_convs)
 
 
 @pytest.mark.parametrize("cin,cout,kernel,length,padding,block", [

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from raylab.cli import main
-from raylab.dataset import DatasetWriter, Window, load_dataset
+from raylab.data.dataset import DatasetWriter, Window, load_dataset
 from raylab.errors import ConfigError
-from raylab.fsutil import MARKER_FILE
+from raylab.runtime.fsutil import MARKER_FILE
 
 
 def _write(out, value: int) -> None:

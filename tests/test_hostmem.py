@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from raylab import hostmem
 from raylab.cli import run
 from raylab.errors import ConfigError
+from raylab.runtime import hostmem
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="the settings are glibc's")
 
 # a fresh process: the settings first (as the raylab console script does), then the malloc rounds in a thread
 FAULTS = """
-from raylab import hostmem
+from raylab.runtime import hostmem
 print(hostmem.tune_this_process())
 from tests.test_hostmem import _second_malloc_faults
 print(_second_malloc_faults())
@@ -99,15 +99,16 @@ def test_ray_workers_are_started_with_the_settings(monkeypatch):
     """`raylab tune` and `raylab train` start Ray with the settings in the job's runtime_env."""
     import ray
 
-    from raylab import crossval_ray, search
+    from raylab.crossval.driver import ray_train
+    from raylab.search.driver import driver
 
     monkeypatch.delenv(hostmem.MODE_ENV, raising=False)
     seen = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw.get("runtime_env")))
     monkeypatch.setattr(ray, "shutdown", lambda: None)
-    search._init_ray(None)
-    with crossval_ray.ray_session(None):
+    driver._init_ray(None)
+    with ray_train.ray_session(None):
         pass
     assert seen == [hostmem.ray_runtime_env()] * 2
 

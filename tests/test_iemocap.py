@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raylab.corpora import iemocap
+from raylab.data.corpora import iemocap
 from raylab.errors import DataError
 from tests.corpus_factory import TURNS, make_iemocap_corpus
 

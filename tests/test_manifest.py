@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from raylab.cli import main
-from raylab.dataset import load_dataset
+from raylab.data.dataset import load_dataset
+from raylab.data.prepare import prepare_manifest
 from raylab.errors import ConfigError, DataError
-from raylab.prepare import prepare_manifest
 from tests.corpus_factory import SR, tone
 
 BAD = Path(__file__).parent / "data" / "corpora"

@@ -165,7 +165,7 @@ def test_registry_errors_list_the_valid_names():
 
 @pytest.mark.parametrize("name", ["elor", "lom", "elor_ftr"])
 def test_conv_impl_fft_is_the_same_network(name):
-    from raylab.fftconv import FFTConv1d
+    from raylab.models.fftconv import FFTConv1d
 
     small = {"elor": dict(input_samples=800, **SMALL_CNN), "lom": dict(mfcc_frames=60),
              "elor_ftr": dict(input_samples=800, num_features=12, **SMALL_CNN)}[name]

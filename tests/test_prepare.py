@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 
 from raylab.cli import main
-from raylab.corpora.windows import cut_windows, window_count, window_lengths
-from raylab.dataset import load_dataset, read_meta
+from raylab.data.corpora.windows import cut_windows, window_count, window_lengths
+from raylab.data.dataset import load_dataset, read_meta
+from raylab.data.prepare import prepare_iemocap
 from raylab.errors import ConfigError, DataError
-from raylab.prepare import prepare_iemocap
 from tests.corpus_factory import SR, TURNS, make_iemocap_corpus, tone, wav_path
 
 W, M = 96_000, 48_000

@@ -12,9 +12,9 @@ import pytest
 
 from raylab import DIMENSIONS
 from raylab.cli import main
-from raylab.pooled import PROB_COLUMNS
-from raylab.report import (DISPLAY, PAPER_TABLE5, compute_summary, summarize_run, table5,
-                           write_report)
+from raylab.report.pooled import PROB_COLUMNS
+from raylab.report.table5 import (DISPLAY, PAPER_TABLE5, compute_summary, summarize_run, table5,
+                                  write_report)
 
 SPEAKERS = ("Ses01F", "Ses01M", "Ses02F")
 CLASS_PRIOR = (0.05, 0.2, 0.45, 0.25, 0.05)  # imbalanced like IEMOCAP's ratings

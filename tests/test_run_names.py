@@ -7,7 +7,7 @@ import pytest
 
 from raylab.cli import main
 from raylab.errors import ConfigError
-from raylab.settings import check_run_name, run_folder
+from raylab.runtime.settings import check_run_name, run_folder
 from tests.test_train_local import TOY
 
 

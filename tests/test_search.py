@@ -10,8 +10,8 @@ import pytest
 from ray.tune import Callback
 
 from raylab.errors import ConfigError
-from raylab.search import run_search
-from raylab.training import PAPER_HPARAMS, load_params_file
+from raylab.search.driver import run_search
+from raylab.train.loop import PAPER_HPARAMS, load_params_file
 
 SPACES = Path(__file__).parent / "data" / "search_spaces"
 TINY = SPACES / "ok_tiny_elor.yaml"      # 3 trials of 2 epochs of a toy ELoR
@@ -137,9 +137,9 @@ def test_two_trials_share_one_gpu(ray_local, demo_dataset, results):
 
 
 def test_cuda_without_a_gpu_share_fails_before_ray_starts(demo_dataset, results, monkeypatch):
-    import raylab.search
+    import raylab.search.driver
 
-    monkeypatch.setattr(raylab.search, "_init_ray", lambda address: pytest.fail("Ray started"))
+    monkeypatch.setattr(raylab.search.driver, "_init_ray", lambda address: pytest.fail("Ray started"))
     with pytest.raises(ConfigError, match="--device cuda with 0 GPUs per trial"):
         run_search("elor", str(demo_dataset), TINY, results=results, device="cuda",
                    gpus_per_trial=0)
@@ -150,7 +150,7 @@ def test_cuda_without_a_gpu_share_fails_before_ray_starts(demo_dataset, results,
 
 
 def test_options_a_resumed_search_ignores_are_named():
-    from raylab.search import ignored_on_resume
+    from raylab.search.driver import ignored_on_resume
 
     state = {"seed": 3, "scheduler": "asha"}
     assert ignored_on_resume(state, space=None, epochs=None, max_concurrent=None,
@@ -168,7 +168,7 @@ def test_tune_cli_leaves_unset_options_to_the_search():
 
 
 def test_a_sqlite_store_is_refused_on_several_nodes():
-    from raylab.search import check_store_reachable
+    from raylab.search.driver import check_store_reachable
 
     check_store_reachable("sqlite:////r/mlflow.db", 1)
     check_store_reachable("http://tracking:5000", 4)
@@ -178,8 +178,8 @@ def test_a_sqlite_store_is_refused_on_several_nodes():
 
 
 def test_networks_without_a_waveform_input_load_no_audio(demo_dataset, monkeypatch):
-    import raylab.dataset
-    from raylab.search import _load_arrays
+    import raylab.data.dataset
+    from raylab.search.driver import _load_arrays
 
     asked = []
 
@@ -187,7 +187,7 @@ def test_networks_without_a_waveform_input_load_no_audio(demo_dataset, monkeypat
         asked.append(audio)
         raise ConfigError("stop")
 
-    monkeypatch.setattr(raylab.dataset, "load_dataset", load)
+    monkeypatch.setattr(raylab.data.dataset, "load_dataset", load)
     for arch in ("elor", "lom", "ftr", "elor_ftr"):
         with pytest.raises(ConfigError, match="stop"):
             _load_arrays(arch, str(demo_dataset), 0)

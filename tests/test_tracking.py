@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from raylab import tracking
+from raylab.runtime import tracking
 
 
 def test_default_store_is_sqlite_in_the_results_folder(results, monkeypatch):
@@ -64,7 +64,7 @@ def test_a_failing_block_marks_the_run_failed(results):
 
 CHILD = textwrap.dedent("""
     import sys
-    from raylab import tracking
+    from raylab.runtime import tracking
     with tracking.Tracker(sys.argv[1]).start_run(sys.argv[3], parent_run_id=sys.argv[2]) as run:
         run.log_metrics({"score": float(sys.argv[3][-1])}, step=1)
 """)

@@ -18,8 +18,8 @@ TOY = ["--set", "conv1_filters=2", "--set", "conv1_kernel=8", "--set", "pool1=16
 def test_train_local_runs_end_to_end_and_tracks_in_mlflow(demo_dataset, results, capsys):
     from mlflow import MlflowClient
 
-    from raylab.checkpoint import load_model
-    from raylab.tracking import tracking_uri
+    from raylab.runtime.tracking import tracking_uri
+    from raylab.train.checkpoint import load_model
 
     code = main(["--results", str(results), "train", "elor", "--local", "--data", str(demo_dataset),
                  "--epochs", "2", *TOY])
@@ -102,8 +102,8 @@ def test_bad_input_is_one_line_error(argv, message, demo_dataset, results, capsy
 def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
     import io
 
-    from raylab.commands.train import EpochPrinter, parse_sets
-    from raylab.training import EpochReport
+    from raylab.cli.train import EpochPrinter, parse_sets
+    from raylab.train.loop import EpochReport
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -149,17 +149,17 @@ class _Stop(Exception):
 def test_demo_runs_get_their_features_and_resume_leaves_the_demo_alone(results, monkeypatch):
     """Without --data, train computes the demo features its network reads (local and ten-fold),
     as tune does; a ten-fold --resume hands crossval no data, so the demo is not built for it."""
-    import raylab.crossval
-    from raylab import demo_data
+    import raylab.crossval.driver
+    from raylab.data import demo_cache
 
     computed = []
-    monkeypatch.setattr(demo_data, "ensure_demo_dataset", lambda results_dir: results_dir / "demo")
+    monkeypatch.setattr(demo_cache, "ensure_demo_dataset", lambda results_dir: results_dir / "demo")
 
     def features(dataset, arch):
         computed.append((dataset, arch))
         raise _Stop
 
-    monkeypatch.setattr(demo_data, "ensure_demo_features", features)
+    monkeypatch.setattr(demo_cache, "ensure_demo_features", features)
     for argv in (["lom", "--local"], ["ftr"]):
         with pytest.raises(_Stop):
             main(["--results", str(results), "train", *argv, "--epochs", "1"])
@@ -171,8 +171,8 @@ def test_demo_runs_get_their_features_and_resume_leaves_the_demo_alone(results, 
         calls.append(kw)
         raise _Stop
 
-    monkeypatch.setattr(demo_data, "ensure_demo_dataset", lambda *a, **k: pytest.fail("demo built"))
-    monkeypatch.setattr(raylab.crossval, "run_crossval", crossval)
+    monkeypatch.setattr(demo_cache, "ensure_demo_dataset", lambda *a, **k: pytest.fail("demo built"))
+    monkeypatch.setattr(raylab.crossval.driver, "run_crossval", crossval)
     with pytest.raises(_Stop):
         main(["--results", str(results), "train", "elor", "--resume", "--name", "real"])
     assert calls[0]["data"] is None and calls[0]["resume"] is True and calls[0]["name"] == "real"
@@ -180,11 +180,11 @@ def test_demo_runs_get_their_features_and_resume_leaves_the_demo_alone(results, 
 
 
 def test_ensure_demo_features_computes_only_what_the_network_reads(monkeypatch):
-    import raylab.features
-    from raylab.demo_data import ensure_demo_features
+    import raylab.data.features
+    from raylab.data.demo_cache import ensure_demo_features
 
     asked = []
-    monkeypatch.setattr(raylab.features, "compute_features",
+    monkeypatch.setattr(raylab.data.features, "compute_features",
                         lambda path, kinds: asked.append((path, tuple(kinds))))
     for arch in ("elor", "lom", "ftr", "elor_ftr"):
         ensure_demo_features("demo", arch)
@@ -193,15 +193,15 @@ def test_ensure_demo_features_computes_only_what_the_network_reads(monkeypatch):
 
 def test_test_windows_are_predicted_in_training_batches(tmp_path, monkeypatch):
     """Memory: test prediction uses the configured batch size, not max(64, it)."""
-    from raylab import experiment
+    from raylab.train import fold
     from tests.test_training import make_tone_dataset
 
     sizes = []
-    real = experiment.predict
-    monkeypatch.setattr(experiment, "predict", lambda *a, batch_size, **k:
+    real = fold.predict
+    monkeypatch.setattr(fold, "predict", lambda *a, batch_size, **k:
                         sizes.append(batch_size) or real(*a, batch_size=batch_size, **k))
     data = make_tone_dataset(tmp_path / "tones", per_speaker=6)
     small = dict(preset="small", conv1_filters=2, conv1_kernel=16, pool2=4, pool3=4, hidden1=4, hidden2=4,
                  epochs=1, batch_size=5)
-    experiment.run_fold("elor", data, "Ses01M", small)
+    fold.run_fold("elor", data, "Ses01M", small)
     assert sizes == [5]

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from raylab import training
-from raylab.dataset import DatasetWriter, Window, load_dataset
+from raylab.data.dataset import DatasetWriter, Window, load_dataset
 from raylab.errors import ConfigError, DataError
-from raylab.experiment import build_arrays, run_fold, save_fold_outputs
-from raylab.folds import FoldSplit, check_no_leakage, fold_split, search_split
 from raylab.models import build_model
-from raylab.training import PAPER_HPARAMS, ArraySet, TrainConfig, fit, predict, split_params
+from raylab.train import loop
+from raylab.train.fold import build_arrays, run_fold, save_fold_outputs
+from raylab.train.folds import FoldSplit, check_no_leakage, fold_split, search_split
+from raylab.train.loop import PAPER_HPARAMS, ArraySet, TrainConfig, fit, predict, split_params
 from tests.test_models import TOY, one_thread  # noqa: F401  (fixture)
 
 SPEAKERS = ("Ses01F", "Ses01M", "Ses02F", "Ses02M")
@@ -61,7 +61,7 @@ def random_set(name: str, n: int = 12, seed: int = 0) -> ArraySet:
 
 def record_steps(monkeypatch, model):
     """Wrap every optimizer `fit` makes: log (optimizer key, names of the parameters a step changed)."""
-    log, original = [], training._optimizers
+    log, original = [], loop._optimizers
 
     def patched(net, cfg):
         optimizers = original(net, cfg)
@@ -75,7 +75,7 @@ def record_steps(monkeypatch, model):
             opt.step = step
         return optimizers
 
-    monkeypatch.setattr(training, "_optimizers", patched)
+    monkeypatch.setattr(loop, "_optimizers", patched)
     return log
 
 
@@ -188,16 +188,16 @@ def test_split_params_uses_the_papers_tables_and_checks_keys():
 def test_params_file(tmp_path):
     good = tmp_path / "best.yaml"
     good.write_text("arch: elor\nmetric: val_acc_mean\nparams:\n  lr: 1.0e-3\n  conv1_filters: 32\n")
-    assert training.load_params_file(good, "elor") == {"lr": 1e-3, "conv1_filters": 32}
+    assert loop.load_params_file(good, "elor") == {"lr": 1e-3, "conv1_filters": 32}
     with pytest.raises(ConfigError, match="best.yaml: arch: the file is for 'elor', not 'ftr'"):
-        training.load_params_file(good, "ftr")
+        loop.load_params_file(good, "ftr")
     bad = tmp_path / "bad.yaml"
     bad.write_text("arch: elor\nparams:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match="bad.yaml: params: unknown parameter.*lrr"):
-        training.load_params_file(bad, "elor")
+        loop.load_params_file(bad, "elor")
     bad.write_text("arch: [elor\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        training.load_params_file(bad, "elor")
+        loop.load_params_file(bad, "elor")
 
 
 def test_folds_hold_out_one_speaker_and_split_the_rest():

@@ -8,7 +8,7 @@ Trigeorgis-centred network (the "paper" preset), documented as the assumption it
   2; then 40 filters of 4000 samples (250 ms), max-pool 20. At this size a trial costs about
   195 PFLOP as a direct convolution, the paper's 16.8 GPU-hours at 40 % of a GTX 1080
   (tests/test_flops.py ties the search space to that budget); the 4000-tap layer is what
-  `raylab.fftconv` computes by FFT;
+  `raylab.models.fftconv` computes by FFT;
 - block 3 is not in Trigeorgis (they feed an LSTM): ours, 40 filters of 10 steps (25 ms at the
   400 Hz rate left after pools 2 and 20), max-pool 10, so that a block-3 unit sees about 0.6 s,
   syllable-rate prosody, and the flat output stays small (40 x 218 = 8 720 values);

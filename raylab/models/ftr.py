@@ -1,6 +1,6 @@
 """FTR: the 1582 openSMILE IS10 functionals straight into the two heads (section 2.2.2, Fig. 3b).
 
-The features arrive standardised with the training split's statistics (`raylab.experiment`). Head
+The features arrive standardised with the training split's statistics (`raylab.train.fold`). Head
 defaults as ELoR's (128, 64 sigmoid units, dropout 0.3); an assumption, covered by the search.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Section 2.1.1 of the paper: each CNN block is a 1-D convolution (stride 1) whose output is batch
 normalised, max-pooled and passed through a ReLU (He et al. init); each emotional dimension has its
 own MLP of two sigmoid hidden layers with dropout (Glorot/Xavier init) and 5 outputs. The softmax of
-eq. (2) is left to the loss and to `raylab.training.predict`, so `forward` returns logits.
+eq. (2) is left to the loss and to `raylab.train.loop.predict`, so `forward` returns logits.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torch import nn
 
 from raylab import DIMENSIONS, NUM_CLASSES
 from raylab.errors import ConfigError
-from raylab.fftconv import CONV_IMPLS, make_conv1d
+from raylab.models.fftconv import CONV_IMPLS, make_conv1d
 
 CNN_KEYS = ("conv1_filters", "conv1_kernel", "pool1", "conv2_filters", "conv2_kernel", "pool2",
             "conv3_filters", "conv3_kernel", "pool3")
@@ -58,7 +58,7 @@ class ConvTrunk(nn.Module):
     The length after each block is (length - kernel + 1) // pool; `out_features` is the flat size,
     computed here so that any input length works. `conv_impl` says how the convolutions are
     computed, with the same parameters and state dict: "auto" (default) times the direct and the
-    FFT algorithm per layer on the first batch and keeps the faster (`raylab.fftconv.AutoConv1d`),
+    FFT algorithm per layer on the first batch and keeps the faster (`raylab.models.fftconv.AutoConv1d`),
     "direct" always uses `nn.Conv1d` (bit-for-bit repeatable), "fft" always the FFT.
     """
 

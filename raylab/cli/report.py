@@ -1,0 +1,28 @@
+"""`raylab report`: Table 5 (WAR/UAR per network, baselines, the paper's figures) from the runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from raylab.report.table5 import FORMATS, write_report
+from raylab.runtime.settings import results_dir
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "report", parents=[common], help="Table 5 of the paper from the ten-fold runs",
+        description="Table 5: WAR/UAR of every network trained with `raylab train` (the latest "
+                    "ten-fold run of each, or the runs named), the random and most-frequent-label "
+                    "baselines, and the paper's published figures beside ours.")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="md (default; or taken from --out's suffix), csv or html (standalone page)")
+    parser.add_argument("--out", metavar="FILE", type=Path, help="write the table to FILE")
+    parser.add_argument("--runs", nargs="+", metavar="NAME",
+                        help="run folders to report (default: the latest run of each network)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    text = write_report(results_dir(args.results), args.format, args.out, args.runs)
+    print(f"wrote {args.out}" if args.out else text, end="\n" if args.out else "")
+    return 0

@@ -1,0 +1,1 @@
+"""Ten-fold cross-validation: the driver and its Ray Train workers."""

@@ -1,0 +1,330 @@
+"""Ten-fold leave-one-speaker-out training on Ray Train, pooled as in the paper (sections 3.2, 4.1).
+
+Each fold (one test speaker) is one `TorchTrainer` run of `raylab.train.fold.run_fold`, the function
+`raylab train --local` calls, data-parallel with DDP over `workers_per_fold` workers when more than
+one; folds run concurrently as far as the cluster's resources allow, one Ray Tune trial per fold
+(`raylab.crossval.ray_train`). The dataset's arrays are put in Ray's object store once, here.
+
+The run folder `<results>/<name>/` (default name `<arch>-tenfold`) holds `run.json`, `config.yaml`,
+`folds/<SPEAKER>/` (checkpoint.pt, predictions.parquet, metrics.json, split.json — the fold file —
+and confusion PNGs), and once folds finished `summary.json`, `table.md` and the pooled confusion
+matrices. Ray's own state goes to `$RAYLAB_STORAGE` (s3://, gs://, NFS) or `<results>/ray`.
+
+Faults: a fold whose workers fail is retried `max_failures` times by Ray Train, then recorded in
+`run.json` under `failed`; the other folds finish and are pooled. Resume: a fold counts as done when
+its `predictions.parquet` exists (a fold's folder is renamed into place whole), so `resume=True`
+trains exactly the folds without one, with the configuration saved in `config.yaml`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from raylab.errors import ConfigError
+from raylab.report.table5 import (FOLDS_DIR, RUN_FILE, finished_folds, read_json, render_run,
+                           summarize_run, write_atomic)
+from raylab.runtime.settings import demo_data_dir, run_folder
+
+STORAGE_ENV = "RAYLAB_STORAGE"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class CrossvalResult:
+    """What a ten-fold run did: folds trained now, skipped (done before), failed, unfinished."""
+
+    name: str
+    run_dir: Path
+    run: dict
+    trained: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+    unfinished: list[str]
+    summary: dict | None
+    notes: list[str] = field(default_factory=list)
+    tracking_uri: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a fold failed or did not finish (the pooled figures then cover fewer folds)."""
+        return 1 if self.failed or self.unfinished else 0
+
+    def render(self) -> str:
+        lines = [render_run(self.run, self.summary) if self.summary else
+                 f"# {self.name}: no finished fold yet", *self.notes]
+        lines.append(f"folds trained now: {', '.join(self.trained) or 'none'}"
+                     + (f"; already done (skipped): {', '.join(self.skipped)}" if self.skipped else ""))
+        for fold, message in sorted(self.failed.items()):
+            lines.append(f"FAILED fold {fold}: {message}")
+        if self.unfinished:
+            lines.append(f"unfinished folds (interrupted): {', '.join(self.unfinished)}")
+        if self.exit_code:
+            lines.append(f"the figures above leave these folds out; finish them with "
+                         f"`raylab train {self.run['arch']} --name {self.name} --resume`")
+        lines.append(f"run folder: {self.run_dir}")
+        if self.tracking_uri:
+            lines.append(f"MLflow: run {self.run.get('mlflow_run_id')} in {self.tracking_uri}")
+        return "\n".join(lines) + "\n"
+
+
+def storage_path(results: Path) -> str:
+    """Ray's storage: `$RAYLAB_STORAGE` (shared, for clusters) or `<results>/ray`."""
+    return os.environ.get(STORAGE_ENV) or str(Path(results).resolve() / "ray")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _dataset_id(data: str | os.PathLike) -> str:
+    text = str(data)
+    return text if "://" in text else str(Path(text).expanduser().resolve())
+
+
+def _check_resources(workers: int, gpus: float | None, cpus: float, max_failures: int,
+                     device: str) -> None:
+    rules = [("--workers-per-fold", workers, workers >= 1, "an integer >= 1"),
+             ("--gpus-per-worker", gpus, gpus is None or gpus >= 0, "a number >= 0"),
+             ("--cpus-per-worker", cpus, cpus > 0, "a number > 0"),
+             ("--max-failures", max_failures, max_failures >= 0, "an integer >= 0")]
+    for flag, value, ok, expected in rules:
+        if not ok:
+            raise ConfigError(f"{flag} {value}: expected {expected}")
+    device = str(device or "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: the ten-fold run takes auto, cpu or cuda (Ray "
+                          "Train gives each worker its own GPU); cuda:N only with --local")
+    if device == "cuda" and gpus is not None and gpus <= 0:
+        raise ConfigError(f"--device cuda with --gpus-per-worker {gpus:g}: Ray Train workers get "
+                          "a GPU only with --gpus-per-worker > 0")
+    if device == "cpu" and gpus is not None and gpus > 0:
+        raise ConfigError(f"--device cpu with --gpus-per-worker {gpus}: the workers would hold "
+                          "GPUs they do not use; drop one of the two")
+
+
+def worker_gpus(gpus: float | None, device: str, cluster_gpus: float) -> float:
+    """GPUs per worker: `gpus` when given, else 1 when the cluster (or its autoscaler) has GPUs
+    and `device` is not cpu, else 0, as `raylab.search.driver` fits trials to the cluster."""
+    if gpus is not None:
+        return float(gpus)
+    if device == "cpu":
+        return 0.0
+    if cluster_gpus > 0:
+        return 1.0
+    if device == "cuda":
+        raise ConfigError("--device cuda: the Ray cluster has no GPU, now or through its "
+                          "autoscaler; use --device cpu or auto")
+    return 0.0
+
+
+def _choose_folds(folds: Sequence[str] | None, counts: dict[str, int], data: str) -> list[str]:
+    if not folds:
+        return sorted(counts)
+    unknown = [f for f in folds if f not in counts]
+    if unknown:
+        have = ", ".join(f"{s} ({n})" for s, n in sorted(counts.items()))
+        raise ConfigError(f"--folds {','.join(unknown)}: no such speaker in {data}; speakers "
+                          f"(windows): {have}")
+    return list(dict.fromkeys(folds))
+
+
+def _previous(run_dir: Path, resume: bool, arch: str, data: str | None) -> dict | None:
+    """The earlier run's run.json + config when resuming; an error when one exists otherwise."""
+    if not (run_dir / RUN_FILE).exists():
+        return None
+    run = read_json(run_dir / RUN_FILE)
+    if not resume:
+        done = len(finished_folds(run_dir))
+        raise ConfigError(f"{run_dir} already holds a ten-fold run ({done} of "
+                          f"{len(run.get('folds', []))} folds done); pass --resume to finish it "
+                          "or --name for a new run")
+    if run.get("kind") != "crossval" or run.get("arch") != arch:
+        raise ConfigError(f"--resume: {run_dir / RUN_FILE} is a {run.get('kind')} run of "
+                          f"{run.get('arch')!r}, not a ten-fold run of {arch!r}")
+    given = _dataset_id(data) if data is not None else None
+    if given == _dataset_id(demo_data_dir(run_dir.parent)):
+        given = None  # the CLI fills in the demo dataset when --data is omitted: take the run's
+    if given is not None and given != run.get("dataset"):
+        raise ConfigError(f"--resume: {run_dir.name} was trained on {run.get('dataset')}, not "
+                          f"{given}; pass that --data (or none)")
+    return {**run, "config": yaml.safe_load((run_dir / CONFIG_FILE).read_text())}
+
+
+@dataclass
+class _Plan:
+    """A run resolved before Ray starts: folder, dataset, parameters, folds to train."""
+
+    arch: str
+    name: str
+    run_dir: Path
+    params: dict
+    folds: list[str]
+    todo: list[str]
+    skipped: list[str]
+    config: dict
+    run: dict
+    arrays: Any
+    notes: list[str]
+    resumed: bool
+
+
+def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict | None = None,
+                 folds: Sequence[str] | None = None, name: str | None = None, resume: bool = False,
+                 workers_per_fold: int = 1, gpus_per_worker: float | None = None,
+                 cpus_per_worker: float = 1.0, address: str | None = None,
+                 results: Path | None = None, track: bool = True, seed: int | None = None,
+                 max_failures: int = 1, device: str = "auto", *,
+                 fail_folds: Sequence[str] = (),
+                 progress: Callable[[str], None] | None = print) -> CrossvalResult:
+    """Train `arch` on every (or the given) leave-one-speaker-out fold on Ray Train, then pool.
+
+    `params` is the flat parameter dict (`split_params`; the paper's Tables 1-4 fill the rest);
+    `seed`, when given, overrides `params["seed"]` (split and weights). `gpus_per_worker` None:
+    1 when the Ray cluster has GPUs (`worker_gpus`), else 0. With `resume` the run's
+    saved dataset, parameters and folds are used and only the folds without predictions are
+    trained. `fail_folds` makes those folds' workers raise on every attempt (fault drills, tests).
+    `progress` receives one line per fold event (started, epoch, done, failed).
+    """
+    from raylab.runtime.settings import results_dir
+    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker
+
+    results = results_dir(results)
+    _check_resources(workers_per_fold, gpus_per_worker, cpus_per_worker, max_failures, device)
+    resources = {"workers_per_fold": workers_per_fold, "gpus_per_worker": gpus_per_worker,
+                 "cpus_per_worker": cpus_per_worker, "max_failures": max_failures}
+    plan = _plan(arch, data, params, folds, name, resume, seed, results, fail_folds, resources)
+    run, run_dir = plan.run, plan.run_dir
+    tracker = Tracker(results, enabled=track)
+    failed: dict[str, str] = {}
+    from raylab.crossval.ray_train import ray_session
+
+    # Ray only when a fold is left to train; the cluster decides the GPUs and the store's reach
+    with ray_session(address) if plan.todo else contextlib.nullcontext():
+        gpus = _fit_to_cluster(tracker, gpus_per_worker, device) if plan.todo else 0.0
+        with tracker.start_run(plan.name, tags={KIND_TAG: "crossval", ARCH_TAG: arch,
+                                                RUN_DIR_TAG: str(run_dir)},
+                               run_id=_reopen(tracker, run.get("mlflow_run_id"))) as parent:
+            run["mlflow_run_id"] = parent.run_id
+            write_atomic(run_dir / RUN_FILE, _json(run))
+            if not plan.resumed:
+                parent.log_params({**plan.params, "folds": ",".join(plan.folds),
+                                   "dataset": run["dataset"], "workers_per_fold": workers_per_fold,
+                                   "gpus_per_worker": gpus})
+                parent.log_config(plan.config)
+            if plan.todo:
+                from raylab.crossval.ray_train import FoldJob, train_folds
+
+                job = FoldJob(arch=arch, params=plan.params, name=plan.name, arrays_ref=None,
+                              storage=plan.config["storage"], workers=workers_per_fold,
+                              cpus=cpus_per_worker, gpus=gpus, max_failures=max_failures,
+                              tracking_uri=tracker.uri, parent_run_id=parent.run_id,
+                              fail_folds=tuple(fail_folds))
+                failed = train_folds(job, plan.arrays, plan.todo, run_dir / FOLDS_DIR,
+                                     plan.config["resolved"]["train"]["epochs"], address, progress)
+            finished = finished_folds(run_dir)
+            unfinished = [f for f in plan.todo if f not in finished and f not in failed]
+            run.update(failed=failed, completed=[f for f in plan.folds if f in finished],
+                       status="incomplete" if failed or unfinished else "finished", updated=_now())
+            write_atomic(run_dir / RUN_FILE, _json(run))
+            summary = summarize_run(run_dir) if run["completed"] else None
+            if summary:
+                _log_parent(parent, run_dir, summary)
+            parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none",
+                             "raylab.collapsed_folds": ",".join(sorted((summary or {}).get(
+                                 "collapsed") or {})) or "none"})
+    return CrossvalResult(plan.name, run_dir, run, [f for f in plan.todo if f in finished],
+                          plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri)
+
+
+def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
+    """Inside the Ray session: refuse a store the other nodes cannot reach, resolve the GPUs."""
+    from raylab.crossval.ray_train import cluster_gpus, live_nodes
+    from raylab.search.driver import check_store_reachable
+
+    check_store_reachable(tracker.uri, live_nodes())
+    return worker_gpus(gpus, str(device or "auto"), cluster_gpus())
+
+
+def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_folds,
+          resources: dict) -> _Plan:
+    """Resolve everything and write config.yaml and run.json; every user error surfaces here."""
+    from raylab.data.dataset import load_dataset, read_meta
+    from raylab.data.demo_cache import resolve_data
+    from raylab.models import model_class
+    from raylab.train.fold import build_arrays
+    from raylab.train.loop import split_params
+
+    model_class(arch)
+    name = name or f"{arch}-tenfold"
+    run_dir = run_folder(results, name, "crossval")
+    previous = _previous(run_dir, resume, arch, data)
+    notes = []
+    if previous:
+        saved = dict(previous["config"]["params"])
+        given = {**(params or {}), **({"seed": seed} if seed is not None else {})}
+        if split_params(arch, given) != split_params(arch, saved):
+            notes.append("resume: the run's saved parameters (config.yaml) are used; the ones "
+                         "given now are ignored")
+        params, data, seed = saved, previous["dataset"], None
+        folds = folds or previous["folds"]
+    elif resume:
+        notes.append(f"resume: no earlier run named {name}; started a new one")
+    params = {**(params or {}), **({"seed": seed} if seed is not None else {})}
+    model_kwargs, train_config = split_params(arch, params)
+    data = _dataset_id(resolve_data(str(data) if data else None, results, arch))
+    meta = read_meta(data)
+    dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
+    counts = {s: int((dataset.speaker == s).sum()) for s in dataset.speakers}
+    folds = _choose_folds(folds, counts, data)
+    unknown = sorted(set(fail_folds) - set(folds))
+    if unknown:
+        raise ConfigError(f"fail_folds {unknown}: not among the folds {folds}")
+    done = set(finished_folds(run_dir))
+    arrays = build_arrays(dataset, arch, waveform_dtype="int16")  # int16: half the object store
+    config = {"arch": arch, "dataset": data, "params": params, "folds": folds,
+              "resolved": {"model": model_kwargs, "train": dataclasses.asdict(train_config)},
+              **resources, "storage": storage_path(results)}
+    run = {"kind": "crossval", "name": name, "arch": arch, "dataset": data,
+           "evaluator": meta.get("evaluator"), "corpus": meta.get("corpus"),
+           "windows": int(meta.get("windows", len(dataset))), "folds": folds,
+           "fold_windows": {f: counts[f] for f in folds}, "failed": {}, "status": "running",
+           "created": (previous or {}).get("created", _now()), "updated": _now(),
+           "mlflow_run_id": (previous or {}).get("mlflow_run_id")}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    write_atomic(run_dir / RUN_FILE, _json(run))
+    return _Plan(arch, name, run_dir, params, folds, [f for f in folds if f not in done],
+                 [f for f in folds if f in done], config, run, arrays, notes, previous is not None)
+
+
+def _reopen(tracker, run_id: str | None) -> str | None:
+    """The earlier parent run's id when it is still in the store (a resumed run continues it)."""
+    if not (tracker.enabled and run_id):
+        return None
+    try:
+        tracker.client.get_run(run_id)
+    except Exception:  # deleted, or another store: the resumed run gets a new parent run
+        return None
+    return run_id
+
+
+def _log_parent(parent, run_dir: Path, summary: dict) -> None:
+    """Pooled metrics, the table and the pooled confusion matrices (PNG) on the parent run."""
+    from raylab.report.pooled import flat_metrics
+
+    parent.log_metrics(flat_metrics(summary))
+    for path in (*sorted(run_dir.glob("confusion_pooled_*.png")), run_dir / "table.md",
+                 run_dir / "summary.json", run_dir / RUN_FILE, run_dir / CONFIG_FILE):
+        parent.log_artifact(path)
+
+
+def _json(doc: dict) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

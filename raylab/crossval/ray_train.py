@@ -1,0 +1,295 @@
+"""The Ray side of a ten-fold run: the Tune trial that builds a fold's `TorchTrainer`, its worker
+loop, and the driver-side callback that collects each finished fold.
+
+The worker loop is a thin wrapper around `raylab.train.fold.run_fold`, the function `raylab train
+--local` calls: it reads the dataset's arrays from Ray's object store (zero-copy on a node), wraps
+the network for DDP and shards the training windows by rank when the fold has several workers,
+checks the fold for leakage, reports every epoch to Ray Train, and on rank 0 writes the fold's
+outputs (`save_fold_outputs` plus the fold file) and reports them as the run's checkpoint, which Ray
+persists to the storage path. `FoldCollector`, a Tune callback in the driver, copies each fold's
+checkpoint into `<run>/folds/<SPEAKER>/` the moment its trial completes, so an interrupted run
+keeps every fold finished before the interruption.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+from ray import tune
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+
+from raylab.data.dataset import filesystem_for
+from raylab.errors import DataError
+from raylab.report.table5 import PREDICTIONS_FILE, SPLIT_FILE
+from raylab.runtime import hostmem
+from raylab.train.folds import FoldSplit, check_no_leakage
+
+TRIAL_CPUS = 0.01  # the Tune trial only waits on its TorchTrainer; Train V2 refuses a request of 0
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """What every fold of a run shares; travels to the Tune trials with `tune.with_parameters`."""
+
+    arch: str
+    params: dict
+    name: str
+    arrays_ref: Any            # ray.ObjectRef of the ArraySet, put once by the driver
+    storage: str
+    workers: int = 1
+    cpus: float = 1.0
+    gpus: float = 0.0
+    max_failures: int = 1
+    tracking_uri: str | None = None
+    experiment: str = "raylab"
+    parent_run_id: str | None = None
+    fail_folds: tuple[str, ...] = field(default_factory=tuple)
+
+
+def check_fold(split: FoldSplit, speakers: np.ndarray, predictions) -> None:
+    """The leakage guard: no test-speaker window in training or validation, parts disjoint, and
+    every test prediction from the test speaker. Raises DataError."""
+    check_no_leakage(split, speakers)
+    if predictions is not None:
+        strangers = sorted(set(predictions["speaker"]) - {split.test_speaker})
+        if strangers:
+            raise DataError(f"leakage: fold {split.test_speaker} has test predictions of speakers "
+                            f"{', '.join(strangers)}")
+
+
+def mark_fold_checked(folder: Path) -> Path:
+    """Record in the fold file (`split.json`, written by `save_fold_outputs`) that the leakage
+    guard passed in the worker."""
+    path = folder / SPLIT_FILE
+    doc = {**json.loads(path.read_text()), "leakage_check": "passed"}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def train_fold_worker(config: dict) -> None:
+    """Ray Train worker loop of one fold (runs on every worker of the fold's TorchTrainer)."""
+    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, Tracker
+    from raylab.train.fold import run_fold, save_fold_outputs
+    from raylab.train.loop import split_params
+
+    job: FoldJob = config["job"]
+    speaker: str = config["fold"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    if speaker in job.fail_folds:
+        raise RuntimeError(f"fold {speaker}: fault injected on purpose (fail_folds)")
+    arrays = ray.get(job.arrays_ref)
+    device = str(ray.train.torch.get_device()) if job.gpus > 0 else "cpu"
+    tracker = Tracker(enabled=rank == 0 and job.tracking_uri is not None, uri=job.tracking_uri)
+    extra: dict[str, Any] = {}
+    if world > 1:  # DDP over the workers, each taking its shard of every epoch's batches
+        # With the heads updated in turn (the paper's), each backward leaves one head without
+        # gradients, which DDP accepts only with unused-parameter detection.
+        alternate = split_params(job.arch, job.params)[1].update == "alternate"
+        extra = {"shard": (rank, world), "prepare_model": lambda model: ray.train.torch.prepare_model(
+            model, parallel_strategy_kwargs={"find_unused_parameters": alternate})}
+    with tracker.start_run(f"{job.name}/{speaker}", job.experiment, parent_run_id=job.parent_run_id,
+                           tags={KIND_TAG: "crossval-fold", ARCH_TAG: job.arch,
+                                 "raylab.fold": speaker}) as run:
+        run.log_params({**job.params, "fold": speaker, "workers": world})
+
+        def on_epoch(report) -> None:
+            run.log_metrics(report.metrics(), step=report.epoch)
+            ray.train.report({"fold": speaker, "epoch": report.epoch, **report.metrics()})
+
+        result = run_fold(job.arch, arrays, speaker, job.params, device, on_epoch, **extra)
+        check_fold(result.split, arrays.info["speaker"], result.test_predictions)
+        final = {"fold": speaker, **result.flat_test_metrics()}
+        run.log_metrics(result.flat_test_metrics())
+        if rank != 0:
+            ray.train.report(final)
+            return
+        with tempfile.TemporaryDirectory(prefix=f"raylab-{speaker}-") as tmp:
+            save_fold_outputs(result, tmp)
+            mark_fold_checked(Path(tmp))
+            for path in sorted(Path(tmp).iterdir()):
+                run.log_artifact(path, "fold")
+            ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def fold_trial(config: dict, job: FoldJob) -> None:
+    """Ray Tune trial of one fold: build the fold's TorchTrainer and fit it (Train V2 idiom)."""
+    speaker = config["fold"]
+    resources = {"CPU": job.cpus, **({"GPU": job.gpus} if job.gpus > 0 else {})}
+    trainer = TorchTrainer(
+        train_fold_worker, train_loop_config={"job": job, "fold": speaker},
+        scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.gpus > 0,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=f"{job.name}-{speaker}", storage_path=job.storage,
+            failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # FoldCollector reports
+            callbacks=[TuneReportCallback()]))
+    trainer.fit()
+
+
+class FoldCollector(tune.Callback):
+    """Driver side: one progress line per fold event, and each completed fold's checkpoint copied
+    into `<run>/folds/<SPEAKER>/` whole."""
+
+    def __init__(self, folds_dir: Path, storage: str, epochs: int,
+                 say: Callable[[str], None] | None = print) -> None:
+        self.folds_dir, self.storage, self.epochs = Path(folds_dir), storage, epochs
+        self.printer = say
+        self.errors: dict[str, str] = {}
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; the printer stays in this process.
+        return {**self.__dict__, "printer": None}
+
+    def say(self, line: str) -> None:
+        if self.printer is not None:
+            self.printer(line)
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.say(f"fold {trial.config['fold']}: started")
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if "epoch" in result and "test_arousal_war" not in result:  # an epoch, not the final report
+            self.say(f"fold {result['fold']}: epoch {result['epoch']}/{self.epochs}  loss "
+                     f"{result['train_loss']:.3f}  val WAR arousal "
+                     f"{result.get('val_arousal_war', float('nan')):.3f} valence "
+                     f"{result.get('val_valence_war', float('nan')):.3f}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.say(f"fold {trial.config['fold']}: failed")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        fold, result = trial.config["fold"], trial.last_result or {}
+        path = result.get(CHECKPOINT_PATH_KEY)
+        if not path:
+            self.errors[fold] = "the fold finished without reporting its outputs"
+            return
+        try:
+            install_fold(path, filesystem_for(self.storage)[0], self.folds_dir, fold)
+        except (OSError, DataError) as err:
+            self.errors[fold] = f"copying its outputs from {path} failed: {err}"
+            return
+        self.say(f"fold {fold}: done  test WAR arousal {result['test_arousal_war']:.3f} valence "
+                 f"{result['test_valence_war']:.3f}  UAR arousal {result['test_arousal_uar']:.3f} "
+                 f"valence {result['test_valence_uar']:.3f}")
+
+
+def install_fold(path: str, filesystem, folds_dir: Path, fold: str) -> Path:
+    """Download a fold's checkpoint folder and rename it into place (replacing an older one)."""
+    folds_dir.mkdir(parents=True, exist_ok=True)
+    tmp = folds_dir / f".{fold}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        ray.train.Checkpoint(path, filesystem).to_directory(str(tmp))
+        if not (tmp / PREDICTIONS_FILE).exists():
+            raise DataError(f"{path}: no {PREDICTIONS_FILE} in the fold's checkpoint")
+        final = folds_dir / fold
+        if final.exists():
+            old = folds_dir / f".{fold}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*:")
+_NOISE = ("File ", "^", "[Rank", "ray::", "Traceback", "Training failed due to")
+
+
+def short_error(err: BaseException) -> str:
+    """The line of a trial's error that says what went wrong: the last `SomeError: ...` line of
+    the worker's traceback, else the last line that is not traceback plumbing."""
+    lines = [_ANSI.sub("", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_NOISE)]
+    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (raised or lines or [type(err).__name__])[-1]
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join the running Ray (tests, notebooks), the cluster at `address`, or start a local one."""
+    started = not ray.is_initialized()
+    if started:
+        # the workers' own logs (a line per reported epoch from Ray Train) stay in Ray's log
+        # files; the driver prints one line per fold event, and a failed fold's error is
+        # carried back in its result
+        ray.init(address=address, log_to_driver=False, runtime_env=hostmem.ray_runtime_env())
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def cluster_gpus() -> float:
+    """GPUs of the running Ray cluster, or the most its autoscaler may add, whichever is more."""
+    from ray._private.state import state  # Ray Train's own pre-start check reads the same
+
+    now = float(ray.cluster_resources().get("GPU", 0.0))
+    try:
+        most = float((state.get_max_resources_from_cluster_config() or {}).get("GPU", 0))
+    except Exception:  # no autoscaler config (a local Ray), or an older GCS
+        most = 0.0
+    return max(now, most)
+
+
+def live_nodes() -> int:
+    """Nodes of the running Ray cluster that are alive."""
+    return sum(bool(node["Alive"]) for node in ray.nodes())
+
+
+def fold_concurrency(job: FoldJob, folds: int, address: str | None) -> int:
+    """How many folds to start at once. On a local Ray: as many as its CPUs/GPUs hold, since a
+    fold trial waiting for its workers still costs a controller and processes (tens of them on a
+    laptop otherwise). On a cluster: all, so that pending folds make the autoscaler add nodes."""
+    if address:
+        return folds
+    have = ray.cluster_resources()
+    fits = [have.get("CPU", 1.0) // max(job.workers * job.cpus, 1e-9)]
+    if job.gpus > 0:
+        fits.append(have.get("GPU", 0.0) // (job.workers * job.gpus))
+    return int(max(1, min(folds, *fits)))
+
+
+def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs: int,
+                address: str | None = None,
+                say: Callable[[str], None] | None = print) -> dict[str, str]:
+    """Put the arrays in the object store once, run one Tune trial per fold (concurrently as
+    resources allow) and collect the finished folds; {fold: error} of the failed ones."""
+    with ray_session(address):
+        job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
+        collector = FoldCollector(folds_dir, job.storage, epochs, say)
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
+            param_space={"fold": tune.grid_search(list(folds))},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=fold_concurrency(job, len(folds), address)),
+            run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
+                                      callbacks=[collector], verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=0)))
+        grid = tuner.fit()
+    failed = dict(collector.errors)
+    for result in grid:
+        if result.error is not None:
+            failed[result.config["fold"]] = short_error(result.error)
+    return failed

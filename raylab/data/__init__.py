@@ -1,0 +1,1 @@
+"""Data stage: corpus readers, dataset preparation and storage, acoustic features, the demo corpus cache."""

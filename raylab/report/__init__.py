@@ -1,0 +1,1 @@
+"""Reporting: pooled predictions and baselines, Table 5 of the paper."""

@@ -1,0 +1,75 @@
+"""Where results go, which device to use: the few settings every command shares."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from raylab.errors import ConfigError
+
+RESULTS_ENV = "RAYLAB_RESULTS"
+DEFAULT_RESULTS = "results"
+DEMO_DATA_ENV = "RAYLAB_DEMO_DATA"
+
+
+def results_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The results folder: `--results`, else `$RAYLAB_RESULTS`, else `./results`."""
+    chosen = explicit or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS
+    path = Path(chosen).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RESERVED_NAMES = ("ray", "demo-data", "demo-corpus")  # Ray's storage and the demo data live there
+RUN_KINDS = {"search": "TPE search (raylab tune)", "crossval": "ten-fold run (raylab train)",
+             "train-local": "one-fold run (raylab train --local)"}
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder directly under the results folder, never a path out of it."""
+    if not isinstance(name, str) or not NAME_RULE.fullmatch(name) or name in RESERVED_NAMES:
+        raise ConfigError(f"--name {name!r}: a run name is one folder in the results folder: 1-100 "
+                          "letters, digits, '.', '_' or '-', starting with a letter or digit, and "
+                          f"not {', '.join(RESERVED_NAMES)}")
+    return name
+
+
+def run_folder(results: Path, name: str, kind: str) -> Path:
+    """`<results>/<name>` for a run of `kind` (a key of RUN_KINDS): the name checked, and a folder
+    there that is not a run of the same kind (another kind, or no run.json) refused, never reused."""
+    from raylab.report.table5 import RUN_FILE
+
+    folder = Path(results) / check_run_name(name)
+    if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+        try:
+            run = json.loads((folder / RUN_FILE).read_text())
+            found = run.get("kind") if isinstance(run, dict) else None
+        except (OSError, ValueError):
+            run, found = {}, None
+        if found not in RUN_KINDS:
+            raise ConfigError(f"--name {name}: {folder} exists and is not a raylab run (no readable "
+                              f"{RUN_FILE} with a known kind); choose another --name")
+        if found != kind:
+            raise ConfigError(f"--name {name}: {folder} holds a {RUN_KINDS[found]} of "
+                              f"{run.get('arch')!r}, not a {RUN_KINDS[kind]}; choose another --name")
+    return folder
+
+
+def demo_data_dir(results: Path) -> Path:
+    """Where the built-in demo dataset lives (prepared on first use)."""
+    return Path(os.environ.get(DEMO_DATA_ENV) or results / "demo-data")
+
+
+def pick_device(requested: str | None = None) -> str:
+    """`cuda` when a GPU is visible (or asked for), else `cpu`."""
+    import torch
+
+    if requested in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {requested}: no CUDA GPU is visible on this machine")
+    if requested not in ("cpu",) and not requested.startswith("cuda"):
+        raise ConfigError(f"--device {requested!r}: expected auto, cpu, cuda or cuda:N")
+    return requested

@@ -1,0 +1,310 @@
+"""MLflow tracking: the only module of raylab that imports mlflow.
+
+The store is `$MLFLOW_TRACKING_URI` when set (a tracking server on a cluster), else a SQLite file in
+the results folder, `sqlite:///<results>/mlflow.db`, with artifacts in `<results>/mlartifacts`
+(never a bare `file://` store, which recent MLflow refuses). Runs are created through
+`MlflowClient` with explicit run ids rather than MLflow's process-global "active run", so child runs
+can be opened in other processes (Ray workers) under a parent given by id (`parent_run_id`, tag
+`mlflow.parentRunId`). A new SQLite store is a copy of an empty, fully migrated store built once per
+MLflow version in `~/.cache/raylab/`: it appears whole in one `link()`, so processes opening a new
+store at once never race MLflow's schema migrations, and it costs milliseconds instead of the ~5 s
+those migrations take. With tracking off (`--no-track`) every method is a no-op, so training code
+never branches on it.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import math
+import os
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+DEFAULT_EXPERIMENT = "raylab"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+RUN_DIR_TAG, KIND_TAG, ARCH_TAG = "raylab.run_dir", "raylab.kind", "raylab.arch"
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
+T = TypeVar("T")
+
+_current: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("raylab_run", default=None)
+
+
+def tracking_uri(results_dir: str | os.PathLike | None = None) -> str:
+    """`$MLFLOW_TRACKING_URI`, else `sqlite:///<results>/mlflow.db`."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    from raylab.runtime.settings import results_dir as default_results
+
+    folder = Path(results_dir).expanduser().resolve() if results_dir else default_results()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / DB_FILE}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """`<folder of the SQLite file>/mlartifacts` as a URI for a SQLite store; None (the server's
+    choice) for a tracking server."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).parent / ARTIFACTS_DIR).resolve().as_uri()
+
+
+def _quiet() -> None:
+    """MLflow and its database migrations log at INFO on every store opening: keep warnings only.
+
+    MLflow sets its logger's level from $MLFLOW_LOGGING_LEVEL when imported, so both are set.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: F401  (configures its loggers on import)
+
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _template() -> Path | None:
+    """An empty, migrated SQLite store for this MLflow version (None if it cannot be made)."""
+    import mlflow
+
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "raylab"
+    except (RuntimeError, KeyError):  # no home folder
+        return None
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    if template.exists():
+        return template
+    tmp = cache / f".{template.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        mlflow.MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates
+        with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+            # MLflow recreates its "Default" experiment, with the right folder, on first opening
+            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        os.replace(tmp, template)
+    except Exception:  # only a shortcut: MLflow then creates the store itself
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return template
+
+
+def _ensure_store(uri: str) -> None:
+    """Create a missing SQLite store from the template (a no-op for servers and existing files)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if path.exists():
+        return
+    template = _template()
+    if template is None:
+        return  # MLflow creates and migrates the file itself
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(template, tmp)
+        os.link(tmp, path)  # never replaces a store another process has just created
+    except OSError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _retry(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+    """Call `fn`, retrying when several processes hold the SQLite file at once."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:  # mlflow wraps sqlalchemy's OperationalError in MlflowException
+            if "database is locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2 ** attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:MAX_PARAM_CHARS]
+    return out
+
+
+class Run:
+    """One MLflow run, or nothing at all when tracking is off (`run_id` None)."""
+
+    def __init__(self, client: Any = None, run_id: str | None = None) -> None:
+        self.client, self.run_id = client, run_id
+
+    @property
+    def enabled(self) -> bool:
+        return self.run_id is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in _flat(params).items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            _retry(self.client.log_batch, self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        for i in range(0, len(items), 1000):
+            _retry(self.client.log_batch, self.run_id, metrics=items[i:i + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import RunTag
+
+        _retry(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            _retry(self.client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, folder: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            _retry(self.client.log_artifacts, self.run_id, str(folder), artifact_path)
+
+    def log_config(self, config: Mapping[str, Any], name: str = "config.yaml") -> None:
+        """The resolved configuration as a YAML artifact `name`."""
+        if not self.enabled:
+            return
+        import yaml
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+            self.log_artifact(path)
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        if self.enabled:
+            _retry(self.client.log_figure, self.run_id, figure, name)
+
+
+class Tracker:
+    """Opens runs in one store (`results_dir`'s, or `uri`); `enabled=False` makes every run a no-op."""
+
+    def __init__(self, results_dir: str | os.PathLike | None = None, enabled: bool = True,
+                 uri: str | None = None) -> None:
+        self.enabled = enabled
+        self.uri = (uri or tracking_uri(results_dir)) if enabled else None
+        self._client = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            _quiet()
+            from mlflow import MlflowClient
+
+            _ensure_store(self.uri)
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment `name`, created (with our artifact root) when missing."""
+        found = _retry(self.client.get_experiment_by_name, name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return _retry(self.client.create_experiment, name, artifact_location=artifact_root(self.uri))
+        except Exception:  # another process created it in between
+            found = _retry(self.client.get_experiment_by_name, name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    @contextlib.contextmanager
+    def start_run(self, name: str, experiment: str = DEFAULT_EXPERIMENT,
+                  parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None,
+                  run_id: str | None = None) -> Iterator[Run]:
+        """A run that ends FINISHED, or FAILED/KILLED on an exception; `run_id` reopens a run
+        (a resumed job); `parent_run_id` makes it a child of a run created anywhere."""
+        if not self.enabled:
+            run = Run()
+        else:
+            all_tags = {k: str(v) for k, v in (tags or {}).items()}
+            if parent_run_id:
+                all_tags[PARENT_TAG] = parent_run_id
+            if run_id:
+                _retry(self.client.update_run, run_id, status="RUNNING")
+                run = Run(self.client, run_id)
+                run.set_tags(all_tags)
+            else:
+                created = _retry(self.client.create_run, self.experiment_id(experiment),
+                                 tags=all_tags, run_name=name)
+                run = Run(self.client, created.info.run_id)
+        token = _current.set(run)
+        status = "FINISHED"
+        try:
+            yield run
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            _current.reset(token)
+            if run.enabled:
+                _retry(self.client.set_terminated, run.run_id, status)
+
+
+def start_run(name: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
+              tags: Mapping[str, Any] | None = None, results: str | os.PathLike | None = None,
+              enabled: bool = True):
+    """`Tracker(results, enabled).start_run(...)`: the module-level form of docs/architecture.md."""
+    return Tracker(results, enabled).start_run(name, experiment, parent_run_id, tags)
+
+
+def current_run() -> Run:
+    """The innermost run opened in this context (a no-op run outside any)."""
+    return _current.get() or Run()
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    current_run().log_params(params)
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    current_run().log_metrics(metrics, step)
+
+
+def log_config(config: Mapping[str, Any], name: str = "config.yaml") -> None:
+    current_run().log_config(config, name)
+
+
+def log_artifact(path: str | os.PathLike, artifact_path: str | None = None) -> None:
+    current_run().log_artifact(path, artifact_path)
+
+
+def log_artifacts(folder: str | os.PathLike, artifact_path: str | None = None) -> None:
+    current_run().log_artifacts(folder, artifact_path)
+
+
+def log_figure(figure: Any, name: str) -> None:
+    current_run().log_figure(figure, name)
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    return f"mlflow ui --backend-store-uri {uri}"

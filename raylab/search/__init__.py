@@ -1,0 +1,1 @@
+"""Hyper-parameter search on Ray Tune: search spaces, the TPE driver and its results."""

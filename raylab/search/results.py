@@ -1,0 +1,124 @@
+"""What a search leaves behind: trial summaries, best.yaml, run.json, the closing summary.
+
+No Ray here: `raylab.search.driver` fills these from Ray Tune's results; `raylab tune` prints
+`format_summary`, and anything reading a finished search can use the same types.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    status: str              # FINISHED, FAILED, or UNFINISHED (the search was interrupted)
+    value: float | None      # the metric after the trial's last epoch
+    epochs: int
+    params: dict             # fixed + sampled, flat
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    name: str
+    arch: str
+    metric: str
+    mode: str
+    num_samples: int
+    trials: tuple[TrialSummary, ...]   # in the order the searcher proposed them
+    run_dir: Path
+    experiment_path: str
+    best_file: Path | None
+    mlflow_run_id: str | None
+    tracking_uri: str | None
+    searched: tuple[str, ...] = ()   # the parameters of the space; the others were fixed
+
+    @property
+    def complete(self) -> bool:
+        return sum(t.status != "UNFINISHED" for t in self.trials) >= self.num_samples
+
+    def ranked(self) -> list[TrialSummary]:
+        """Finished trials with a finite metric, best first (NaN would sort anywhere)."""
+        scored = [t for t in self.trials if t.status == "FINISHED" and t.value is not None
+                  and math.isfinite(t.value)]
+        return sorted(scored, key=lambda t: t.value, reverse=self.mode == "max")
+
+    @property
+    def best(self) -> TrialSummary | None:
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+
+def write_best(run_dir: Path, arch: str, metric: str, trial: TrialSummary) -> Path:
+    """`best.yaml`: the best configuration, flat, in the form `raylab train --config` reads."""
+    doc = {"arch": arch, "metric": metric, "value": float(trial.value),
+           "trial_id": trial.trial_id, "params": plain(trial.params)}
+    return write_text(run_dir / "best.yaml", yaml.safe_dump(doc, sort_keys=False))
+
+
+def write_json(path: Path, doc: dict) -> Path:
+    return write_text(path, json.dumps(plain(doc), indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write through a temporary name and rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars, tuples and paths as plain YAML/JSON values."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return str(value) if isinstance(value, Path) else value
+
+
+def format_summary(result: SearchResult, top: int = TOP_K) -> str:
+    """What a person reads at the end: the top trials, failures, best.yaml, the MLflow command."""
+    from raylab.runtime.tracking import ui_command
+
+    ranked = result.ranked()
+    failed = [t for t in result.trials if t.status == "FAILED"]
+    lines = [f"Search {result.name!r} ({result.arch}): {len(result.trials)} of "
+             f"{result.num_samples} trials; {len(ranked)} finished, {len(failed)} failed. "
+             f"Metric: {result.metric} ({result.mode})."]
+    if ranked:
+        shown = [k for k in ranked[0].params if k in result.searched] or list(ranked[0].params)
+        fixed = {k: v for k, v in ranked[0].params.items() if k not in shown}
+        lines.append(f"Top {min(top, len(ranked))} (epochs run, then the searched values):")
+        for rank, t in enumerate(ranked[:top], 1):
+            params = " ".join(f"{k}={_short(t.params[k])}" for k in shown)
+            lines.append(f"  {rank}. {t.trial_id}  {result.metric}={t.value:.4f}  "
+                         f"epochs run={t.epochs}  {params}")
+        if fixed:
+            lines.append("  fixed: " + " ".join(f"{k}={_short(v)}" for k, v in fixed.items()))
+    lines += [f"  failed {t.trial_id}: {t.error}" for t in failed]
+    if result.best_file:
+        lines.append(f"Best configuration: {result.best_file}")
+        lines.append(f"  train it: raylab train {result.arch} --config {result.best_file}")
+    if not result.complete:
+        lines.append(f"Interrupted; continue with: raylab tune {result.arch} "
+                     f"--name {result.name} --resume")
+    if result.tracking_uri:
+        lines.append(f"MLflow UI: {ui_command(result.tracking_uri)}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
