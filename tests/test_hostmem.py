@@ -99,8 +99,8 @@ def test_ray_workers_are_started_with_the_settings(monkeypatch):
     """`raylab tune` and `raylab train` start Ray with the settings in the job's runtime_env."""
     import ray
 
-    from raylab.crossval.driver import ray_train
-    from raylab.search.driver import driver
+    from raylab.crossval import ray_train
+    from raylab.search import driver
 
     monkeypatch.delenv(hostmem.MODE_ENV, raising=False)
     seen = []
