@@ -8,11 +8,13 @@ plus O(L) per channel pair, which wins once the kernel is long (see bench/conv_a
 `FFTConv1d` subclasses `nn.Conv1d`: same parameters (`weight` (out, in, K), `bias`), same state
 dict, same initialisation, so a checkpoint trained with either loads into the other, and
 `swap_long_convs` can convert a built network in place. `AutoConv1d` (`conv_impl="auto"`, the
-networks' default) times both algorithms on its first call and keeps the faster.
+networks' default) picks by analytic FLOPs when they differ widely, else times both algorithms
+on its first call and keeps the faster.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -31,6 +33,16 @@ log = logging.getLogger(__name__)
 CONV_IMPLS = ("direct", "fft", "auto")
 AUTOTUNE_REPEATS = 2            # timed calls of each algorithm, after one untimed call of each
 FFT_MARGIN = 0.9                # FFT only when clearly faster: near-ties keep the direct algorithm
+# Analytic FLOP ratios (direct / FFT route) beyond which AutoConv1d decides without timing. Per
+# FLOP the FFT route (transforms, small batched matmuls: memory-bound) runs 3-10x slower than
+# the direct convolution's large GEMMs on this project's CPU (~5-15 % of the fp32 peak against
+# 30-55 %; bench/long_conv.py) and no faster on GPUs, so with 20x fewer FLOPs it wins by >= 2x,
+# and with more FLOPs than the direct convolution (ratio < 1/2, with a margin for cuDNN's
+# weaker long-kernel algorithms) it cannot win. Between the two, both are timed. At the
+# paper-scale conv2 (40 -> 40, K 4000) the ratio is ~300: timing the direct convolution there
+# would cost minutes of CPU per signature before training starts.
+FLOPS_PICK_FFT = 20.0
+FLOPS_PICK_DIRECT = 0.5
 
 
 def fast_fft_length(n: int) -> int:
@@ -55,12 +67,58 @@ def block_length(kernel: int, length: int, in_channels: int = 1) -> int:
     """FFT size of one overlap-save block, at most the whole input (and at least 1024).
 
     One input channel: ~8 kernels, so the K-1 overlap costs an eighth of each block. Several:
-    ~2 kernels, because the weight spectrum (C_out·C_in·block/2 bins) and the per-bin channel
-    mixing then dominate. From a sweep of 2K..16K on this project's 2-core CPU
-    (`python bench/conv_algos.py --blocks 2,4,8,16`).
+    ~4 kernels, because the weight spectrum (C_out·C_in·block/2 bins) and the per-bin channel
+    mixing then dominate, against 1/4 of each block lost to the overlap. From a sweep of the
+    40 -> 40, K 4000 layer at batch 15 (`python bench/long_conv.py --blocks`): 16 000 samples
+    beat 10 000-12 000 and 20 000-32 000 by 10-40 %.
     """
-    factor = 8 if in_channels == 1 else 2
+    factor = 8 if in_channels == 1 else 4
     return min(fast_fft_length(max(factor * kernel, 1024)), fast_fft_length(length))
+
+
+def _transform_flops(n: int) -> float:
+    """Real FLOPs of one length-n real FFT (forward or inverse), by the usual convention of
+    2.5·n·log2(n) (half the 5·n·log2(n) of a complex transform of the same length)."""
+    return 2.5 * n * math.log2(n) if n > 1 else 0.0
+
+
+def fft_conv_flops(batch: int, cin: int, cout: int, length: int, kernel: int,
+                   block: int | None = None, backward: bool = True,
+                   grads: tuple[bool, bool] = (True, True)) -> float:
+    """Analytic FLOPs of `fft_conv1d` on x (batch, cin, length) (already padded), weight
+    (cout, cin, kernel): its transforms and its channel mixing, forward and (with `backward`)
+    the backward of `grads` = (grad-input, grad-weight); bias and copies are not counted.
+
+    Transforms: 2.5·n·log2(n) each (`_transform_flops`); forward rfft of B·C_in·S blocks and of
+    C_out·C_in weights, irfft of B·C_out·S blocks; backward rfft of the B·C_out·S output-grad
+    blocks, irfft of B·C_in·S (grad-input) and of C_out·C_in (grad-weight). Mixing, as the real
+    matmuls that compute it: (F, B·S, 2·C_in) x (F, 2·C_in, 2·C_out) = 8·F·B·S·C_in·C_out per
+    product, one forward and one per gradient; one input channel: a complex product, 6 FLOPs
+    per output bin (and per gradient bin).
+    """
+    out_len = length - kernel + 1
+    n = block or block_length(kernel, length, cin)
+    step = n - kernel + 1
+    blocks = -(-out_len // step)
+    bins = n // 2 + 1
+    mix = 8.0 * bins * batch * blocks * cin * cout if cin > 1 else 6.0 * bins * batch * blocks * cout
+    t = _transform_flops(n)
+    flops = (batch * blocks * (cin + cout) + cout * cin) * t + mix
+    if backward:
+        flops += batch * blocks * cout * t                       # rfft of the output gradient
+        if grads[0]:
+            flops += mix + batch * blocks * cin * t
+        if grads[1]:
+            flops += mix + cout * cin * t
+    return flops
+
+
+def direct_conv_flops(batch: int, cin: int, cout: int, length: int, kernel: int,
+                      backward: bool = True, grads: tuple[bool, bool] = (True, True)) -> float:
+    """FLOPs of the direct convolution (one multiply-add = 2): 2·B·C_out·C_in·K per output
+    sample forward, as much again for each of grad-input and grad-weight."""
+    forward = 2.0 * batch * cout * cin * kernel * (length - kernel + 1)
+    return forward * (1 + (sum(grads) if backward else 0))
 
 
 def _rfft(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
@@ -98,13 +156,12 @@ def _mix_weight(weight: torch.Tensor, n: int) -> torch.Tensor:
     """
     cout, cin = weight.shape[:2]
     wf = torch.view_as_real(_rfft(weight.permute(2, 1, 0), n, 0))   # (F, C_in, C_out, 2)
-    p, q = wf[..., 0], wf[..., 1]
-    w = weight.new_empty(p.shape[0], cin, 2, cout, 2)          # (F, C_in, 2, C_out, 2)
-    w[:, :, 0, :, 0] = p
-    torch.neg(q, out=w[:, :, 0, :, 1])
-    w[:, :, 1, :, 0] = q
-    w[:, :, 1, :, 1] = p
-    return w.view(p.shape[0], 2 * cin, 2 * cout)
+    bins = wf.shape[0]
+    w = weight.new_empty(bins, cin, 2, cout, 2)                # (F, C_in, 2, C_out, 2)
+    torch.mul(wf, wf.new_tensor([1.0, -1.0]), out=w[:, :, 0])  # rows 2c:   (p, -q) per o
+    w[:, :, 1, :, 0] = wf[..., 1]                              # rows 2c+1: (q, p) per o
+    w[:, :, 1, :, 1] = wf[..., 0]
+    return w.view(bins, 2 * cin, 2 * cout)
 
 
 def _padded(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -193,8 +250,8 @@ class _FFTCorrelation(torch.autograd.Function):
             zf = r.new_empty(r.shape[0], cin, cout, 2)               # (F, C_in, C_out, 2)
             torch.add(r[:, :, 0, :, 0], r[:, :, 1, :, 1], out=zf[..., 0])
             torch.sub(r[:, :, 1, :, 0], r[:, :, 0, :, 1], out=zf[..., 1])
-            zt = _irfft(torch.view_as_complex(zf), n, 0)              # (n, C_in, C_out)
-            grad_w = zt[:k].permute(2, 1, 0).contiguous()              # (C_out, C_in, K)
+            zf = torch.view_as_complex(zf).permute(2, 1, 0)           # (C_out, C_in, F) view
+            grad_w = _irfft(zf, n, -1)[..., :k]                        # (C_out, C_in, K)
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2))
         return grad_x, grad_w, grad_b, None
@@ -305,9 +362,12 @@ class AutoConv1d(FFTConv1d):
     `fft_conv1d` is faster for the call it gets, as `cudnn.benchmark` picks among cuDNN's own.
 
     The first call with a new signature (device, dtype, input and weight shapes, padding, FFT
-    block, which operands need gradients, autocast dtype) runs both algorithms (forward, plus
-    backward when gradients are on) on detached copies and keeps the faster (FFT only if faster
-    by `FFT_MARGIN`; direct if the FFT runs out of memory) for the rest of the process. The two
+    block, which operands need gradients, autocast dtype) decides for the rest of the process.
+    When the analytic FLOPs already decide (direct / FFT route >= `FLOPS_PICK_FFT` or <=
+    `FLOPS_PICK_DIRECT`; `direct_conv_flops`, `fft_conv_flops`) it takes that algorithm without
+    running either; otherwise it runs both (forward, plus backward when gradients are on) on
+    detached copies and keeps the faster (FFT only if faster by `FFT_MARGIN`; direct if the FFT
+    runs out of memory). The two
     agree to float rounding (tests/test_fftconv.py), so the choice changes speed, not the
     network; `conv_impl="direct"` gives bit-for-bit repeatable runs instead. Inside code that
     `torch.compile` traces it always runs direct (pick `conv_impl="fft"` explicitly there).
@@ -332,10 +392,20 @@ class AutoConv1d(FFTConv1d):
                 bias: torch.Tensor | None, grads: tuple[bool, bool]) -> str:
         backward = any(grads) or (bias is not None and bias.requires_grad
                                   and torch.is_grad_enabled())
+        pad = self.padding[0]
+        batch, cin, length = input.shape
+        cout, kernel = weight.shape[0], weight.shape[-1]
+        ratio = (direct_conv_flops(batch, cin, cout, length + 2 * pad, kernel, backward, grads)
+                 / fft_conv_flops(batch, cin, cout, length + 2 * pad, kernel, self.block,
+                                  backward, grads))
+        if ratio >= FLOPS_PICK_FFT or ratio <= FLOPS_PICK_DIRECT:
+            _CHOICES[key] = "fft" if ratio >= FLOPS_PICK_FFT else "direct"
+            log.debug("conv %s on %s: direct/FFT FLOPs %.3g -> %s without timing",
+                      tuple(weight.shape), tuple(input.shape), ratio, _CHOICES[key])
+            return _CHOICES[key]
         x = input.detach().requires_grad_(grads[0])
         w = weight.detach().requires_grad_(grads[1])
         b = None if bias is None else bias.detach().requires_grad_(backward and bias.requires_grad)
-        pad = self.padding[0]
         algorithms = {"direct": lambda: nn.Conv1d._conv_forward(self, x, w, b),
                       "fft": lambda: fft_conv1d(x, w, b, padding=pad, block=self.block)}
 
