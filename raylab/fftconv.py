@@ -69,8 +69,9 @@ def block_length(kernel: int, length: int, in_channels: int = 1) -> int:
     One input channel: ~8 kernels, so the K-1 overlap costs an eighth of each block. Several:
     ~4 kernels, because the weight spectrum (C_out·C_in·block/2 bins) and the per-bin channel
     mixing then dominate, against 1/4 of each block lost to the overlap. From a sweep of the
-    40 -> 40, K 4000 layer at batch 15 (`python bench/long_conv.py --blocks`): 16 000 samples
-    beat 10 000-12 000 and 20 000-32 000 by 10-40 %.
+    40 -> 40, K 4000 layer at batch 15, forward+backward, process CPU time on one thread of a
+    loaded machine (`python bench/long_conv.py --blocks ...` prints it): 16 000 samples beat
+    10 000-12 000 and 20 000-32 000 by ~10-40 %.
     """
     factor = 8 if in_channels == 1 else 4
     return min(fast_fft_length(max(factor * kernel, 1024)), fast_fft_length(length))
