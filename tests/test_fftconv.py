@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -9,8 +10,9 @@ from torch import nn
 
 from raylab.errors import ConfigError
 from raylab.models import fftconv
-from raylab.models.fftconv import (AutoConv1d, FFTConv1d, block_length, fast_fft_length, fft_conv1d,
-                                   make_conv1d, swap_long_convs)
+from raylab.models.fftconv import (AutoConv1d, FFTConv1d, block_length, direct_conv_flops,
+                            fast_fft_length, fft_conv1d, fft_conv_flops, make_conv1d,
+                            swap_long_convs)
 
 
 @pytest.mark.parametrize("cin,cout,kernel,length,padding,block", [
@@ -109,7 +111,8 @@ def test_fast_fft_length(n, expected):
 
 def test_block_length_rule():
     assert block_length(400, 96_000, in_channels=1) == 3200      # ~8 kernels for one channel
-    assert block_length(1000, 48_000, in_channels=40) == 2000    # ~2 kernels for several
+    assert block_length(1000, 48_000, in_channels=40) == 4000    # ~4 kernels for several
+    assert block_length(4000, 47_960, in_channels=40) == 16_000  # paper-scale conv2
     assert block_length(10, 48_000, in_channels=40) == 1024      # never below 1024
     assert block_length(80, 500) == 500                          # never beyond the input
 
@@ -203,3 +206,64 @@ def test_auto_with_real_timings_computes_the_same_convolution(monkeypatch):
     x = torch.rand(2, 2, 2000) * 2 - 1
     torch.testing.assert_close(auto(x), direct(x), rtol=1e-4, atol=2e-5)
     assert set(fftconv.conv_choices().values()) <= {"direct", "fft"}
+
+
+def test_torch_fft_path_matches_conv1d(monkeypatch):
+    """Without scipy (and on GPUs) the transforms are torch.fft's: the same results."""
+    monkeypatch.setattr(fftconv, "_scipy_fft", None)
+    test_matches_conv1d_outputs_and_gradients(3, 5, 400, 1201, 0, 1000)
+    test_matches_conv1d_outputs_and_gradients(4, 6, 10, 257, 0, 16)
+
+
+def test_fft_conv_flops_by_hand():
+    # n = 16 000, step 12 001, 4 blocks, 8001 bins; t = 2.5·n·log2(n) per transform.
+    t = 2.5 * 16_000 * math.log2(16_000)
+    mix = 8 * 8001 * 15 * 4 * 40 * 40
+    forward = (15 * 4 * 80 + 1600) * t + mix
+    assert fft_conv_flops(15, 40, 40, 47_960, 4000) == pytest.approx(
+        forward + 15 * 4 * 40 * t + (mix + 15 * 4 * 40 * t) + (mix + 1600 * t))
+    assert fft_conv_flops(15, 40, 40, 47_960, 4000, backward=False) == pytest.approx(forward)
+    assert fft_conv_flops(15, 40, 40, 47_960, 4000, grads=(False, True)) == pytest.approx(
+        forward + 15 * 4 * 40 * t + mix + 1600 * t)
+    # one input channel: a complex product (6 FLOPs) per output bin
+    assert fft_conv_flops(1, 1, 2, 100, 10, block=100, backward=False) == pytest.approx(
+        (1 * 1 * 3 + 2) * 2.5 * 100 * math.log2(100) + 6 * 51 * 2)
+    direct = 2 * 15 * 40 * 40 * 4000 * 43_961
+    assert direct_conv_flops(15, 40, 40, 47_960, 4000) == direct * 3
+    assert direct_conv_flops(15, 40, 40, 47_960, 4000, grads=(False, True)) == direct * 2
+    assert direct_conv_flops(15, 40, 40, 47_960, 4000, backward=False) == direct
+    assert direct / fft_conv_flops(15, 40, 40, 47_960, 4000, backward=False) > 100
+
+
+@pytest.mark.parametrize("ratio,expected", [(1e3, "fft"), (0.1, "direct")])
+def test_auto_decides_by_flops_without_timing(fake_timings, monkeypatch, ratio, expected):
+    timed, seconds = fake_timings
+    monkeypatch.setattr(fftconv, "direct_conv_flops", lambda *a, **k: ratio)
+    monkeypatch.setattr(fftconv, "fft_conv_flops", lambda *a, **k: 1.0)
+    auto = AutoConv1d(2, 3, 9)
+    x = torch.randn(1, 2, 50, requires_grad=True)
+    y = auto(x)
+    assert timed == [expected]                    # the call itself, no timing runs
+    assert list(fftconv.conv_choices().values()) == [expected]
+    torch.testing.assert_close(y, nn.functional.conv1d(x, auto.weight, auto.bias),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_auto_never_runs_the_direct_convolution_at_paper_scale(monkeypatch):
+    """conv2 of the paper-scale ELoR (40 -> 40, K 4000): direct costs ~300x the FFT route's
+    FLOPs, so the choice must not time it (minutes of CPU per signature)."""
+    monkeypatch.setattr(fftconv, "_CHOICES", {})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("direct convolution called at K=4000")
+
+    monkeypatch.setattr(nn.Conv1d, "_conv_forward", refuse)
+    monkeypatch.setattr(nn.functional, "conv1d", refuse)
+    monkeypatch.setattr(torch, "conv1d", refuse)
+    torch.manual_seed(6)
+    auto = AutoConv1d(40, 40, 4000)
+    x = torch.randn(1, 40, 47_960, requires_grad=True)
+    y = auto(x)
+    y.sum().backward()
+    assert y.shape == (1, 40, 43_961) and x.grad.shape == x.shape
+    assert list(fftconv.conv_choices().values()) == ["fft"]
