@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from raylab.models.fftconv import (block_length, direct_conv_flops, fft_conv1d,  # noqa: E402
-                            fft_conv_flops)
+                                   fft_conv_flops)
 
 # (label, in channels, out channels, input length, kernel)
 LAYERS = [("conv1 1->40, K 80, L 96000", 1, 40, 96_000, 80),
