@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "raylab.commands.train",
     "raylab.commands.tune",
     "raylab.commands.report",
+    "raylab.commands.predict",
+    "raylab.commands.serve",
     "raylab.commands.doctor",
 )
 
