@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 
 from raylab.settings import results_dir
@@ -12,7 +13,8 @@ def register(subparsers, common) -> None:
         "serve", parents=[common], help="serve a trained run over HTTP with Ray Serve",
         description="Deploy the run's network (the mean of its fold networks, or --fold) on Ray "
                     "Serve. POST WAV or FLAC bytes to the URL; the answer is the JSON of `raylab "
-                    "predict` for that file. Runs until interrupted (Ctrl-C).")
+                    "predict` for that file. Runs until interrupted (Ctrl-C or SIGTERM), then shuts "
+                    "Serve down.")
     parser.add_argument("--run", required=True, metavar="RUN",
                         help="run folder, fold folder, checkpoint file or MLflow run id")
     parser.add_argument("--fold", metavar="SPEAKER", help="only this fold's network (default: all, averaged)")
@@ -40,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
                     min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                     num_gpus=args.num_gpus, num_cpus=args.num_cpus, max_seconds=args.max_seconds,
                     source=str(ref.run_dir or args.run))
+    def stop(signum, frame):  # a service manager's SIGTERM shuts down as Ctrl-C does
+        raise KeyboardInterrupt
+
     with ray_session(args.address):
+        signal.signal(signal.SIGTERM, stop)  # after ray.init, which installs its own
         url = start(app, args.host, args.port)
         print(f"serving {args.run} at {url} (POST WAV or FLAC bytes; Ctrl-C stops)", flush=True)
         try:

@@ -1,6 +1,7 @@
 """The prediction table: per window and per file, class probabilities on the paper's 1-5 scale.
 
-One row per window (`level` "window", `window` 0, 1, ..., its `start_s`/`end_s` in the file) and
+One row per window (`level` "window", `window` 0, 1, ..., the seconds of the file it holds,
+`start_s`/`end_s`; the rest of a window is zero padding) and
 one per file (`level` "file": the mean of its windows' probabilities). Per dimension:
 `<dim>_p1..<dim>_p5` (probability of rating 1..5; raylab's classes 0..4 are ratings 1..5, as
 IEMOCAP's annotators rate), `<dim>_class` (the most probable rating, 1..5) and `<dim>_expected`
@@ -50,8 +51,7 @@ def clip_frame(clip: Clip, probs: dict[str, np.ndarray], window_seconds: float) 
     k = len(clip.windows)
     starts = np.arange(k) * window_seconds
     windows = pd.DataFrame({"file": clip.name, "level": "window", "window": np.arange(k),
-                            "start_s": starts, "end_s": np.minimum(starts + window_seconds,
-                                                                   max(clip.seconds, window_seconds)),
+                            "start_s": starts, "end_s": np.minimum(starts + window_seconds, clip.seconds),
                             **_scores(probs)})
     mean = {d: np.asarray(probs[d], np.float64).mean(axis=0, keepdims=True) for d in DIMENSIONS}
     whole = pd.DataFrame({"file": clip.name, "level": "file", "window": -1, "start_s": 0.0,
