@@ -121,17 +121,17 @@ def main() -> None:
         for i in range(args.files):
             files.append(Path(tmp) / f"clip{i}.wav")
             files[-1].write_bytes(wav(args.seconds, i))
-        predict_paths(predictor, [str(files[0])], workers=1, progress=False)  # warm-up
-        began = time.perf_counter()
-        result = predict_paths(predictor, [str(f) for f in files], workers=1, progress=False)
-        wall = time.perf_counter() - began
+        runs = []
+        wall = median(time_call(lambda: runs.append(predict_paths(
+            predictor, [str(f) for f in files], workers=1, progress=False)), repeats=3))
+        result = runs[-1]
         rates = forward_rates(predictor)
         endpoint = bench_endpoint(run, files[0].read_bytes(), args.clients, args.requests)
     load = os.getloadavg()[0]
     print(f"network: {predictor.describe()}; {os.cpu_count()} CPUs, load {load:.1f}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"predict : {args.files} files of {args.seconds:g} s, {result.windows} windows: "
-          f"{result.windows / wall:.1f} windows/s, {wall / args.files:.3f} s per file")
+          f"{result.windows / wall:.1f} windows/s, {wall / args.files:.3f} s per file (median of 3)")
     print(f"endpoint: {args.clients} clients, {args.requests} requests of {args.seconds:g} s: "
           f"{endpoint['requests_per_s']:.1f} requests/s, p50 {endpoint['p50_s'] * 1e3:.0f} ms, "
           f"p95 {endpoint['p95_s'] * 1e3:.0f} ms")

@@ -84,14 +84,15 @@ def write_table(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
 
 def summary(frame: pd.DataFrame) -> str:
     """One line per file: windows, most probable rating and expected rating per dimension."""
-    files = frame[frame["level"] == "file"]
-    counts = frame[frame["level"] == "window"].groupby("file", sort=False).size()
+    is_file = frame["level"] == "file"
+    files = frame[is_file]
+    counts = (~is_file).groupby(is_file.cumsum()).sum()  # windows after each file row (repeats too)
     width = max([len(str(f)) for f in files["file"]] + [4])
     head = f"{'file':<{width}} {'windows':>7}" + "".join(
         f"  {dim + ' (1-5)':>16}" for dim in DIMENSIONS)
     lines = [head]
-    for _, row in files.iterrows():
+    for (_, row), count in zip(files.iterrows(), counts):
         cells = "".join(f"  {int(row[f'{d}_class']):>7} (E {row[f'{d}_expected']:.2f})"
                         for d in DIMENSIONS)
-        lines.append(f"{row['file']:<{width}} {int(counts.get(row['file'], 0)):>7}{cells}")
+        lines.append(f"{row['file']:<{width}} {int(count):>7}{cells}")
     return "\n".join(lines)
