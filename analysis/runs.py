@@ -1,7 +1,7 @@
 """Which trained network to analyse: resolve `--run`, load its checkpoint and its fold's windows.
 
-`--run` is an MLflow run id (its tag `raylab.run_dir` names the training run's folder), a training
-run's folder (with `run.json`), or a checkpoint file. The fold defaults to Ses03F, the paper's
+`--run` is resolved by `raylab.predict.runs.locate`: an MLflow run id, a training run's folder, a
+fold's folder or a checkpoint file. The fold defaults to Ses03F, the paper's
 (section 4.2), when the run has it, else the first. Results go to a folder that is written under a
 temporary name and renamed into place, and are logged as artifacts of the run's MLflow run.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from torch import nn
 
 from raylab.errors import ConfigError, DataError
 from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
-from raylab.runtime.tracking import RUN_DIR_TAG
 
 PAPER_FOLD = "Ses03F"  # the paper's representative test speaker (section 4.2)
 
@@ -54,67 +52,20 @@ def require_waveform(model: nn.Module, arch: str) -> None:
                           f"{', '.join(inputs) or 'no declared inputs'} (use elor or elor_ftr)")
 
 
-def _mlflow_run_dir(run_id: str, results: Path) -> tuple[Path, str]:
-    from raylab.runtime.tracking import Tracker
-
-    tracker = Tracker(results)
-    try:
-        run = tracker.client.get_run(run_id)
-    except Exception as err:  # MLflow raises its own exception types for a missing run
-        raise ConfigError(f"--run {run_id}: no such MLflow run in {tracker.uri}") from err
-    folder = run.data.tags.get(RUN_DIR_TAG)
-    if not folder:
-        raise ConfigError(f"--run {run_id}: MLflow run has no tag {RUN_DIR_TAG}; "
-                          "it is not a training run (give its results folder or a checkpoint)")
-    return Path(folder), run_id
-
-
-def _run_json(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{run_dir / 'run.json'}: cannot read ({err})") from err
-
-
-def _fold_checkpoints(run_dir: Path) -> dict[str, Path]:
-    return {path.parent.name: path for path in sorted(run_dir.glob("folds/*/checkpoint.pt"))}
-
-
 def resolve(run: str, fold: str | None, data: str | None, results: Path) -> Target:
     """Find, load and check the network that `--run` names (see the module docstring)."""
     from raylab.train.checkpoint import load_model
+    from raylab.predict.runs import locate
 
-    path = Path(run).expanduser()
-    run_id = None
-    if not path.exists() and re.fullmatch(r"[0-9a-f]{32}", run):
-        path, run_id = _mlflow_run_dir(run, results)
-    if not path.exists():
-        raise ConfigError(f"--run {run}: neither an existing folder or checkpoint nor an MLflow run id")
-    run_dir, dataset = None, None
-    if path.is_dir():
-        if not (path / "run.json").exists():
-            raise ConfigError(f"--run {path}: a folder without run.json; give a training run's "
-                              "results folder, an MLflow run id or a checkpoint file")
-        run_dir = path.resolve()
-        meta = _run_json(run_dir)
-        run_id = run_id or meta.get("mlflow_run_id")
-        dataset = meta.get("dataset")
-        checkpoints = _fold_checkpoints(run_dir)
-        if not checkpoints:
-            raise DataError(f"{run_dir}: no folds/<SPEAKER>/checkpoint.pt; the run saved no network")
-        if fold is None:
-            fold = PAPER_FOLD if PAPER_FOLD in checkpoints else next(iter(checkpoints))
-        if fold not in checkpoints:
-            raise ConfigError(f"--fold {fold}: not a fold of {run_dir}; available: "
-                              f"{', '.join(checkpoints)}")
-        checkpoint = checkpoints[fold]
+    ref = locate(run, results)
+    run_dir, run_id, dataset = ref.run_dir, ref.mlflow_run_id, ref.dataset
+    if ref.single:
+        (own_fold, checkpoint), = ref.checkpoints.items()
+        fold = fold or (own_fold if run_dir else None)
     else:
-        checkpoint = path.resolve()
-        if checkpoint.parent.parent.name == "folds" and (checkpoint.parents[2] / "run.json").exists():
-            run_dir = checkpoint.parents[2]
-            meta = _run_json(run_dir)
-            run_id, dataset = meta.get("mlflow_run_id"), meta.get("dataset")
-            fold = fold or checkpoint.parent.name
+        if fold is None:
+            fold = PAPER_FOLD if PAPER_FOLD in ref.checkpoints else next(iter(ref.checkpoints))
+        checkpoint = ref.pick(fold)[fold]
     model, info = load_model(checkpoint)
     arch = str(info.get("name", "?"))
     require_waveform(model, arch)

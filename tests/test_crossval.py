@@ -126,6 +126,9 @@ def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.tags["raylab.fold"] for c in children) == sorted(tenfold.trained)
     assert all("train_loss" in c.data.metrics for c in children)
+    # the pyfunc models (raylab.predict.mlflow_model): the ensemble on the parent, a fold's on each child
+    for run_id in (parent.info.run_id, *(c.info.run_id for c in children)):
+        assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
 
 
 def test_leakage_guard_fires_on_a_split_forced_to_leak():

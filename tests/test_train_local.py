@@ -53,7 +53,7 @@ def test_train_local_runs_end_to_end_and_tracks_in_mlflow(demo_dataset, results,
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     assert {"test_valence_war", "test_arousal_uar", "test_arousal_f1"} <= set(run.data.metrics)
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "run.json", "folds"} <= top
+    assert {"config.yaml", "run.json", "folds", "model"} <= top  # model: the pyfunc model
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "folds/Ses03F")}
     assert {"folds/Ses03F/checkpoint.pt", "folds/Ses03F/confusion_arousal.png",
             "folds/Ses03F/predictions.parquet"} <= logged

@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "raylab.cli.train",
     "raylab.cli.tune",
     "raylab.cli.report",
+    "raylab.cli.predict",
+    "raylab.cli.serve",
     "raylab.cli.doctor",
 )
 

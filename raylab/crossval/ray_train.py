@@ -125,6 +125,9 @@ def train_fold_worker(config: dict) -> None:
             mark_fold_checked(Path(tmp))
             for path in sorted(Path(tmp).iterdir()):
                 run.log_artifact(path, "fold")
+            from raylab.predict.mlflow_model import log_model
+
+            log_model(run, {speaker: Path(tmp) / "checkpoint.pt"})
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

@@ -360,4 +360,8 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
         run.log_artifact(run_dir / "config.yaml")
         run.log_artifact(run_dir / "run.json")
         run.log_artifacts(fold_dir, f"folds/{fold}")
+        if run.enabled:
+            from raylab.predict.mlflow_model import log_model
+
+            log_model(run, {fold: fold_dir / "checkpoint.pt"})
     return LocalRun(name, run_dir, result, run.run_id, tracker.uri)

@@ -56,8 +56,12 @@ def float_problem(audio: np.ndarray, rate: int) -> tuple[str, str] | None:
     return None
 
 
-def load_utterance(path: str, utterance_id: str, resample: bool) -> tuple[np.ndarray | None, Problem | None]:
-    """Mono int16 samples at 16 kHz, or the problem that prevents it (see the module docstring)."""
+def load_utterance(path: str, utterance_id: str, resample: bool,
+                   downmix: bool = False) -> tuple[np.ndarray | None, Problem | None]:
+    """Mono int16 samples at 16 kHz, or the problem that prevents it (see the module docstring).
+
+    A file of several channels is refused, or with `downmix` averaged into one (`raylab predict`:
+    the channels' mean, before the range check and the resampling)."""
     def problem(reason: str, message: str) -> tuple[None, Problem]:
         return None, Problem(path, reason, message, utterance_id)
 
@@ -75,11 +79,13 @@ def load_utterance(path: str, utterance_id: str, resample: bool) -> tuple[np.nda
         have = os.path.getsize(path) - declared[0]
         return problem("truncated_wav", f"truncated: header declares {declared[1]} data bytes, "
                                         f"file holds {have}")
-    if channels != 1:
+    if channels != 1 and not downmix:
         return problem("channels", f"{channels} channels, expected 1 (mono)")
     if len(audio) != frames or frames == 0:
         return problem("corrupt_wav" if frames else "empty_wav",
                        f"read {len(audio)} of {frames} frames" if frames else "no samples")
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1, dtype=np.float32)  # (frames, channels) -> (frames,)
     bad = float_problem(audio, rate)
     if bad:
         return problem(*bad)
