@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from raylab.errors import ConfigError, DataError
+from raylab.report.layout import ANALYSIS_DIR, CHECKPOINT_FILE, FOLDS_DIR, METRICS_FILE, RUN_FILE
 from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
 from raylab.runtime.tracking import RUN_DIR_TAG
 
@@ -71,13 +72,14 @@ def _mlflow_run_dir(run_id: str, results: Path) -> tuple[Path, str]:
 
 def _run_json(run_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((run_dir / "run.json").read_text())
+        return json.loads((run_dir / RUN_FILE).read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{run_dir / 'run.json'}: cannot read ({err})") from err
+        raise DataError(f"{run_dir / RUN_FILE}: cannot read ({err})") from err
 
 
 def _fold_checkpoints(run_dir: Path) -> dict[str, Path]:
-    return {path.parent.name: path for path in sorted(run_dir.glob("folds/*/checkpoint.pt"))}
+    return {path.parent.name: path
+            for path in sorted(run_dir.glob(f"{FOLDS_DIR}/*/{CHECKPOINT_FILE}"))}
 
 
 def resolve(run: str, fold: str | None, data: str | None, results: Path) -> Target:
@@ -92,7 +94,7 @@ def resolve(run: str, fold: str | None, data: str | None, results: Path) -> Targ
         raise ConfigError(f"--run {run}: neither an existing folder or checkpoint nor an MLflow run id")
     run_dir, dataset = None, None
     if path.is_dir():
-        if not (path / "run.json").exists():
+        if not (path / RUN_FILE).exists():
             raise ConfigError(f"--run {path}: a folder without run.json; give a training run's "
                               "results folder, an MLflow run id or a checkpoint file")
         run_dir = path.resolve()
@@ -101,7 +103,8 @@ def resolve(run: str, fold: str | None, data: str | None, results: Path) -> Targ
         dataset = meta.get("dataset")
         checkpoints = _fold_checkpoints(run_dir)
         if not checkpoints:
-            raise DataError(f"{run_dir}: no folds/<SPEAKER>/checkpoint.pt; the run saved no network")
+            raise DataError(f"{run_dir}: no {FOLDS_DIR}/<SPEAKER>/{CHECKPOINT_FILE}; the run saved "
+                            "no network")
         if fold is None:
             fold = PAPER_FOLD if PAPER_FOLD in checkpoints else next(iter(checkpoints))
         if fold not in checkpoints:
@@ -110,7 +113,7 @@ def resolve(run: str, fold: str | None, data: str | None, results: Path) -> Targ
         checkpoint = checkpoints[fold]
     else:
         checkpoint = path.resolve()
-        if checkpoint.parent.parent.name == "folds" and (checkpoint.parents[2] / "run.json").exists():
+        if checkpoint.parent.parent.name == FOLDS_DIR and (checkpoint.parents[2] / RUN_FILE).exists():
             run_dir = checkpoint.parents[2]
             meta = _run_json(run_dir)
             run_id, dataset = meta.get("mlflow_run_id"), meta.get("dataset")
@@ -185,7 +188,7 @@ def output_dir(target: Target, command: str, out: str | None) -> Path:
     if out:
         return Path(out).expanduser().resolve()
     base = target.run_dir or target.checkpoint.parent
-    return base / "analysis" / f"{command}-{target.fold}"
+    return base / ANALYSIS_DIR / f"{command}-{target.fold}"
 
 
 @contextlib.contextmanager
@@ -206,7 +209,7 @@ def staged(out: Path) -> Iterator[Path]:
 
 def fold_test_metrics(target: Target) -> dict[str, dict[str, float]] | None:
     """The fold's test WAR/UAR per dimension from its metrics.json (None when not saved)."""
-    path = target.checkpoint.parent / "metrics.json"
+    path = target.checkpoint.parent / METRICS_FILE
     try:
         return json.loads(path.read_text()).get("test") or None
     except (OSError, json.JSONDecodeError):

@@ -34,7 +34,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from raylab.data.dataset import filesystem_for
 from raylab.errors import DataError
-from raylab.report.table5 import PREDICTIONS_FILE, SPLIT_FILE
+from raylab.report.layout import PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime import hostmem
 from raylab.train.folds import FoldSplit, check_no_leakage
 

@@ -21,10 +21,10 @@ import pandas as pd
 
 from raylab import DIMENSIONS
 from raylab.errors import ConfigError, DataError
+from raylab.report.layout import (FOLDS_DIR, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
+                                  TABLE_FILE, confusion_file)
 from raylab.report.pooled import RANDOM_BASELINE, summarize_predictions
 
-RUN_FILE, SUMMARY_FILE, TABLE_FILE = "run.json", "summary.json", "table.md"
-FOLDS_DIR, SPLIT_FILE, PREDICTIONS_FILE = "folds", "split.json", "predictions.parquet"
 FORMATS = ("md", "csv", "html")
 ARCH_ORDER = ("elor", "lom", "ftr", "elor_ftr")  # the paper's row order
 # raylab.models.DISPLAY_NAMES (a test keeps them equal), not imported: `raylab report` needs no torch.
@@ -101,7 +101,7 @@ def summarize_run(run_dir: Path) -> dict:
         fig = plot_confusion(confusion(part["target"], part["predicted"]),
                              f"{run_dir.name}, {len(summary['folds'])} folds pooled, {dim}: "
                              f"WAR {figures['war']:.3f}, UAR {figures['uar']:.3f}")
-        path = run_dir / f"confusion_pooled_{dim}.png"
+        path = run_dir / confusion_file(dim, pooled=True)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         fig.savefig(tmp, format="png")
         plt.close(fig)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from raylab.errors import ConfigError
+from raylab.report.layout import RUN_FILE
 
 RESULTS_ENV = "RAYLAB_RESULTS"
 DEFAULT_RESULTS = "results"
@@ -39,8 +40,6 @@ def check_run_name(name: str) -> str:
 def run_folder(results: Path, name: str, kind: str) -> Path:
     """`<results>/<name>` for a run of `kind` (a key of RUN_KINDS): the name checked, and a folder
     there that is not a run of the same kind (another kind, or no run.json) refused, never reused."""
-    from raylab.report.table5 import RUN_FILE
-
     folder = Path(results) / check_run_name(name)
     if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
         try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import re
@@ -24,8 +23,8 @@ from typing import Any, Callable, Iterator, Sequence
 from raylab.errors import ConfigError, DataError
 from raylab.runtime import hostmem
 from raylab.runtime.settings import check_run_name, run_folder
-from raylab.search.results import (SearchResult, TrialSummary, plain, write_best, write_json,
-                                   write_text)
+from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
+from raylab.search.results import SearchResult, TrialSummary, plain, write_best, write_text
 from raylab.search.space import (SearchSpace, default_space_file, dump_search_space, load_search_space,
                                  paper_values)
 
@@ -114,14 +113,14 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
     restorable = tune.Tuner.can_restore(experiment_path)
     if resume:
         state = _resume_state(run_dir, experiment_path, restorable, arch, data, num_samples)
-        space = load_search_space(run_dir / "search_space.yaml", arch)
-        ignored = ignored_on_resume(state, space=space_file, epochs=epochs,
+        space = load_search_space(run_dir / SPACE_FILE, arch)
+        ignored = ignored_on_resume(state.to_dict(), space=space_file, epochs=epochs,
                                     max_concurrent=max_concurrent, max_failures=max_failures,
                                     scheduler=scheduler, seed=seed)
         if ignored and say is not None:
             say(f"note: {', '.join(ignored)} ignored on resume: the search continues with its "
                 f"saved settings ({run_dir})")
-        data, seed, scheduler = state["dataset"], state["seed"], state["scheduler"]
+        data, seed, scheduler = state.dataset, state.seed, state.scheduler
         max_failures = 2 if max_failures is None else max_failures  # Tune restores its own
     else:
         if restorable:  # a run.json without Tune state is a start that failed: replaced
@@ -205,18 +204,17 @@ def check_store_reachable(uri: str | None, nodes: int) -> None:
 
 
 def _resume_state(run_dir: Path, experiment_path: str, restorable: bool, arch: str,
-                  data: str | None, num_samples: int | None) -> dict:
+                  data: str | None, num_samples: int | None) -> RunRecord:
     """run.json of the search to continue, checked against the options given now."""
-    path = run_dir / "run.json"
+    path = run_dir / RUN_FILE
     if not restorable or not path.exists():
         raise ConfigError(f"nothing to resume: no search state at {experiment_path} (and "
                           f"{path}); start the search without --resume")
-    state = json.loads(path.read_text())
+    state = RunRecord.from_json(path.read_text())
     if data is not None and "://" not in data:
         data = str(Path(data).resolve())
-    for flag, given, stored in (("ARCH", arch, state["arch"]),
-                                ("--data", data, state["dataset"]),
-                                ("--num-samples", num_samples, state["num_samples"])):
+    for flag, given, stored in (("ARCH", arch, state.arch), ("--data", data, state.dataset),
+                                ("--num-samples", num_samples, state.num_samples)):
         if given is not None and str(given) != str(stored):
             raise ConfigError(f"{path}: {flag} {given!r} differs from the interrupted search's "
                               f"{stored!r}; a search resumes with its own settings")
@@ -251,7 +249,7 @@ def _trial_resources(space: SearchSpace, cpus: float | None, gpus: float | None,
 
 
 def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: str,
-             state: dict | None, seed: int, scheduler: str, cpus: float, gpus: float,
+             state: RunRecord | None, seed: int, scheduler: str, cpus: float, gpus: float,
              results: Path, track: bool, max_failures: int, device: str | None,
              callbacks: tuple) -> SearchResult:
     import ray
@@ -266,26 +264,24 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
     arrays, test_speaker = _load_arrays(space.arch, data, fixed["seed"])
     arrays_ref = ray.put(arrays)  # once; each node fetches it once and its trials map the pages
     del arrays
-    parent_id = state.get("mlflow_run_id") if state else None
+    parent_id = state.mlflow_run_id if state else None
     try:
         with tracker.start_run(name, tags={"raylab.kind": "search", "raylab.arch": space.arch,
                                            "raylab.run_dir": str(run_dir)},
                                run_id=parent_id) as parent:
-            run_json = {"kind": "search", "arch": space.arch, "dataset": data,
-                        "mlflow_run_id": parent.run_id, "num_samples": space.num_samples,
-                        "name": name, "seed": seed, "scheduler": scheduler,
-                        "metric": space.metric, "mode": space.mode,
-                        "experiment_path": experiment_path, "test_speaker": test_speaker,
-                        "complete": False}
+            record = RunRecord("search", name, space.arch, data, parent.run_id,
+                               num_samples=space.num_samples, seed=seed, scheduler=scheduler,
+                               metric=space.metric, mode=space.mode,
+                               experiment_path=experiment_path, test_speaker=test_speaker)
             if state is None:
-                write_text(run_dir / "search_space.yaml", dump_search_space(space))
-                write_json(run_dir / "run.json", run_json)
+                write_text(run_dir / SPACE_FILE, dump_search_space(space))
+                write_text(run_dir / RUN_FILE, record.to_json())
                 parent.log_params({"arch": space.arch, "dataset": data, "seed": seed,
                                    "scheduler": scheduler, "num_samples": space.num_samples,
                                    "metric": space.metric, "cpus_per_trial": cpus,
                                    "gpus_per_trial": gpus, "max_concurrent": space.max_concurrent,
                                    **{f"fixed.{k}": v for k, v in fixed.items()}})
-                parent.log_artifact(run_dir / "search_space.yaml")
+                parent.log_artifact(run_dir / SPACE_FILE)
             context = TrialContext(space.arch, fixed, test_speaker, space.metric, cpus, gpus,
                                    device, tracker.uri, parent.run_id, name)
             trainable = tune.with_resources(
@@ -309,9 +305,9 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
                 result = dataclasses.replace(result, best_file=best)
                 parent.log_artifact(best)
                 parent.log_metrics({f"best_{space.metric}": result.best.value})
-            write_json(run_dir / "run.json", {**run_json, "complete": result.complete,
-                                              "best_trial": getattr(result.best, "trial_id",
-                                                                    None)})
+            record.complete = result.complete
+            record.best_trial = getattr(result.best, "trial_id", None)
+            write_text(run_dir / RUN_FILE, record.to_json())
             parent.set_tags({"raylab.complete": result.complete,
                              "raylab.trials_failed": sum(t.status == "FAILED"
                                                          for t in result.trials)})

@@ -19,8 +19,8 @@ from torch import nn
 from raylab import DIMENSIONS, NUM_CLASSES, SAMPLE_RATE
 from raylab.errors import DataError
 from raylab.models import build_model
+from raylab.report.layout import CHECKPOINT_FILE
 
-CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 LABELS = {"dimensions": list(DIMENSIONS), "classes": NUM_CLASSES,
           "scheme": "class = rating - 1 (ratings 1..5)"}

@@ -23,6 +23,8 @@ from raylab import DIMENSIONS, NUM_CLASSES
 from raylab.data.dataset import Dataset, load_dataset
 from raylab.errors import ConfigError, DataError
 from raylab.models import SHAPE_KEYS, build_model, model_class
+from raylab.report.layout import (CHECKPOINT_FILE, CONFIG_FILE, FOLDS_DIR, METRICS_FILE,
+                                  PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, RunRecord, confusion_file)
 from raylab.report.pooled import collapsed_folds
 from raylab.report.table5 import collapse_note
 from raylab.train.folds import FoldSplit, fold_split
@@ -234,11 +236,11 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
     extra = {"fold": result.test_speaker, "train_config": result.train_config,
              "dataset": attrs.get("dataset"), "evaluator": attrs.get("evaluator")}
     paths = {"checkpoint": save_checkpoint(
-        folder / "checkpoint.pt", result.model, result.name, result.feature_stats, extra,
+        folder / CHECKPOINT_FILE, result.model, result.name, result.feature_stats, extra,
         sample_rate=attrs.get("sample_rate"), window_samples=attrs.get("window_samples"))}
     split = result.split
     split_doc = {**result.split_info, "train_majority": result.train_majority}
-    paths["split"] = _write_atomic(folder / "split.json",
+    paths["split"] = _write_atomic(folder / SPLIT_FILE,
                                    lambda p: p.write_text(json.dumps(split_doc, indent=2) + "\n"))
     metrics = {"arch": result.name, "fold": result.test_speaker, "test": result.test_metrics,
                "val": result.val_metrics, "history": result.history, "windows": split.counts(),
@@ -256,12 +258,12 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
             fig = plot_confusion(matrix, f"{result.name} test {result.test_speaker}, {dim}: "
                                          f"WAR {m['war']:.3f}, UAR {m['uar']:.3f}")
             paths[f"confusion_{dim}"] = _write_atomic(
-                folder / f"confusion_{dim}.png", lambda p: fig.savefig(p, format="png"))
+                folder / confusion_file(dim), lambda p: fig.savefig(p, format="png"))
             plt.close(fig)
-        paths["predictions"] = _write_atomic(folder / "predictions.parquet",
+        paths["predictions"] = _write_atomic(folder / PREDICTIONS_FILE,
                                              lambda p: frame.to_parquet(p, index=False))
     paths["metrics"] = _write_atomic(
-        folder / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2, default=float) + "\n"))
+        folder / METRICS_FILE, lambda p: p.write_text(json.dumps(metrics, indent=2, default=float) + "\n"))
     return paths
 
 
@@ -348,16 +350,15 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
         config = {"arch": arch, "params": resolved_params(result), "dataset": data,
                   "fold": fold, "device": device}
         run.log_params({k: v for k, v in result.model.config.items() if k in SHAPE_KEYS})
-        fold_dir = run_dir / "folds" / fold
+        fold_dir = run_dir / FOLDS_DIR / fold
         save_fold_outputs(result, fold_dir)
-        _write_atomic(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
-        info = {"kind": "train-local", "arch": arch, "dataset": data,
-                "evaluator": dataset.meta.get("evaluator"), "windows": len(dataset),
-                "mlflow_run_id": run.run_id, "folds": [fold], "name": name,
-                "test": result.test_metrics}
-        _write_atomic(run_dir / "run.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
+        _write_atomic(run_dir / CONFIG_FILE, lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+        info = RunRecord("train-local", name, arch, data, run.run_id,
+                         evaluator=dataset.meta.get("evaluator"), windows=len(dataset),
+                         folds=[fold], test=result.test_metrics)
+        _write_atomic(run_dir / RUN_FILE, lambda p: p.write_text(info.to_json()))
         run.log_metrics(result.flat_test_metrics(), step=len(result.history))
-        run.log_artifact(run_dir / "config.yaml")
-        run.log_artifact(run_dir / "run.json")
-        run.log_artifacts(fold_dir, f"folds/{fold}")
+        run.log_artifact(run_dir / CONFIG_FILE)
+        run.log_artifact(run_dir / RUN_FILE)
+        run.log_artifacts(fold_dir, f"{FOLDS_DIR}/{fold}")
     return LocalRun(name, run_dir, result, run.run_id, tracker.uri)
