@@ -11,8 +11,6 @@ import contextlib
 import dataclasses
 import json
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +20,7 @@ from torch import nn
 
 from raylab.errors import ConfigError, DataError
 from raylab.report.layout import ANALYSIS_DIR, CHECKPOINT_FILE, FOLDS_DIR, METRICS_FILE, RUN_FILE
-from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
+from raylab.runtime.fsutil import check_replaceable, staged_folder
 from raylab.runtime.tracking import RUN_DIR_TAG
 
 PAPER_FOLD = "Ses03F"  # the paper's representative test speaker (section 4.2)
@@ -196,15 +194,8 @@ def staged(out: Path) -> Iterator[Path]:
     """A temporary folder that replaces `out` whole only when the block succeeds."""
     # no rule for folders of earlier versions: their outputs have no fixed names to tell them by
     check_replaceable(out, "analysis", "raylab analysis folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with staged_folder(out, "analysis") as tmp:
         yield tmp
-        write_marker(tmp, "analysis")
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fold_test_metrics(target: Target) -> dict[str, dict[str, float]] | None:

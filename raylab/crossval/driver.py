@@ -30,7 +30,8 @@ import yaml
 from raylab.errors import ConfigError
 from raylab.report.layout import (CONFIG_FILE, FOLDS_DIR, RUN_FILE, SUMMARY_FILE, TABLE_FILE,
                                   RunRecord, confusion_file)
-from raylab.report.table5 import finished_folds, read_json, render_run, summarize_run, write_atomic
+from raylab.report.table5 import finished_folds, read_json, render_run, summarize_run
+from raylab.runtime.fsutil import write_atomic
 from raylab.runtime.settings import demo_data_dir, run_folder
 
 STORAGE_ENV = "RAYLAB_STORAGE"

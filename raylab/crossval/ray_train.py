@@ -15,11 +15,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -36,6 +34,7 @@ from raylab.data.dataset import filesystem_for
 from raylab.errors import DataError
 from raylab.report.layout import PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime import hostmem
+from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
 TRIAL_CPUS = 0.01  # the Tune trial only waits on its TorchTrainer; Train V2 refuses a request of 0
@@ -76,10 +75,7 @@ def mark_fold_checked(folder: Path) -> Path:
     guard passed in the worker."""
     path = folder / SPLIT_FILE
     doc = {**json.loads(path.read_text()), "leakage_check": "passed"}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 def train_fold_worker(config: dict) -> None:
@@ -195,18 +191,12 @@ class FoldCollector(tune.Callback):
 def install_fold(path: str, filesystem, folds_dir: Path, fold: str) -> Path:
     """Download a fold's checkpoint folder and rename it into place (replacing an older one)."""
     folds_dir.mkdir(parents=True, exist_ok=True)
-    tmp = folds_dir / f".{fold}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = folds_dir / temp_name(fold)
     try:
         ray.train.Checkpoint(path, filesystem).to_directory(str(tmp))
         if not (tmp / PREDICTIONS_FILE).exists():
             raise DataError(f"{path}: no {PREDICTIONS_FILE} in the fold's checkpoint")
-        final = folds_dir / fold
-        if final.exists():
-            old = folds_dir / f".{fold}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
-        return final
+        return replace_folder(tmp, folds_dir / fold)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import time
-import uuid
 import warnings
 from typing import Callable, Sequence
 
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from raylab.data.dataset import FEATURE_FILES, WINDOWS_FILE, filesystem_for, read_meta
 from raylab.errors import ConfigError, DataError
+from raylab.runtime.fsutil import temp_name
 
 KINDS = ("is10", "mfcc")
 IS10_DIM = 1582
@@ -149,7 +149,7 @@ def write_features(dataset_path: str | os.PathLike, kind: str, table: pa.Table) 
     """Write under a temporary name, then rename: a reader never sees half a file."""
     fs, root = filesystem_for(dataset_path)
     final = f"{root}/{FEATURE_FILES[kind]}"
-    tmp = f"{root}/.{FEATURE_FILES[kind]}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{root}/{temp_name(FEATURE_FILES[kind])}"
     try:
         with fs.open_output_stream(tmp) as stream:
             pq.write_table(table, stream, row_group_size=256)

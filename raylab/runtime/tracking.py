@@ -23,9 +23,10 @@ import shutil
 import sqlite3
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+from raylab.runtime.fsutil import atomic_path, temp_name
 
 DEFAULT_EXPERIMENT = "raylab"
 DB_FILE = "mlflow.db"
@@ -82,18 +83,14 @@ def _template() -> Path | None:
     template = cache / f"mlflow-{mlflow.__version__}-empty.db"
     if template.exists():
         return template
-    tmp = cache / f".{template.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        mlflow.MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates
-        with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-            # MLflow recreates its "Default" experiment, with the right folder, on first opening
-            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
-        os.replace(tmp, template)
+        with atomic_path(template) as tmp:
+            mlflow.MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates
+            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+                # MLflow recreates its "Default" experiment, with the right folder, on first opening
+                con.execute("DELETE FROM experiments WHERE experiment_id = 0")
     except Exception:  # only a shortcut: MLflow then creates the store itself
         return None
-    finally:
-        tmp.unlink(missing_ok=True)
     return template
 
 
@@ -108,7 +105,7 @@ def _ensure_store(uri: str) -> None:
     if template is None:
         return  # MLflow creates and migrates the file itself
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(temp_name(path.name))
     try:
         shutil.copyfile(template, tmp)
         os.link(tmp, path)  # never replaces a store another process has just created

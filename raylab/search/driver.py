@@ -24,7 +24,8 @@ from raylab.errors import ConfigError, DataError
 from raylab.runtime import hostmem
 from raylab.runtime.settings import check_run_name, run_folder
 from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
-from raylab.search.results import SearchResult, TrialSummary, plain, write_best, write_text
+from raylab.runtime.fsutil import write_atomic
+from raylab.search.results import SearchResult, TrialSummary, plain, write_best
 from raylab.search.space import (SearchSpace, default_space_file, dump_search_space, load_search_space,
                                  paper_values)
 
@@ -274,8 +275,8 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
                                metric=space.metric, mode=space.mode,
                                experiment_path=experiment_path, test_speaker=test_speaker)
             if state is None:
-                write_text(run_dir / SPACE_FILE, dump_search_space(space))
-                write_text(run_dir / RUN_FILE, record.to_json())
+                write_atomic(run_dir / SPACE_FILE, dump_search_space(space))
+                write_atomic(run_dir / RUN_FILE, record.to_json())
                 parent.log_params({"arch": space.arch, "dataset": data, "seed": seed,
                                    "scheduler": scheduler, "num_samples": space.num_samples,
                                    "metric": space.metric, "cpus_per_trial": cpus,
@@ -307,7 +308,7 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
                 parent.log_metrics({f"best_{space.metric}": result.best.value})
             record.complete = result.complete
             record.best_trial = getattr(result.best, "trial_id", None)
-            write_text(run_dir / RUN_FILE, record.to_json())
+            write_atomic(run_dir / RUN_FILE, record.to_json())
             parent.set_tags({"raylab.complete": result.complete,
                              "raylab.trials_failed": sum(t.status == "FAILED"
                                                          for t in result.trials)})

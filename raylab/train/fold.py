@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -27,6 +26,7 @@ from raylab.report.layout import (CHECKPOINT_FILE, CONFIG_FILE, FOLDS_DIR, METRI
                                   PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, RunRecord, confusion_file)
 from raylab.report.pooled import collapsed_folds
 from raylab.report.table5 import collapse_note
+from raylab.runtime.fsutil import atomic_path, write_atomic
 from raylab.train.folds import FoldSplit, fold_split
 from raylab.train.loop import ArraySet, EpochReport, fit, predict, split_params
 from raylab.train.metrics import confusion, majority_label, most_frequent_baseline, summarize
@@ -191,16 +191,6 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
     return result
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def plot_confusion(matrix: np.ndarray, title: str):
     """A labelled confusion-matrix figure (counts, row = target class)."""
     import matplotlib
@@ -240,8 +230,7 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
         sample_rate=attrs.get("sample_rate"), window_samples=attrs.get("window_samples"))}
     split = result.split
     split_doc = {**result.split_info, "train_majority": result.train_majority}
-    paths["split"] = _write_atomic(folder / SPLIT_FILE,
-                                   lambda p: p.write_text(json.dumps(split_doc, indent=2) + "\n"))
+    paths["split"] = write_atomic(folder / SPLIT_FILE, json.dumps(split_doc, indent=2) + "\n")
     metrics = {"arch": result.name, "fold": result.test_speaker, "test": result.test_metrics,
                "val": result.val_metrics, "history": result.history, "windows": split.counts(),
                "train_config": result.train_config, "model_config": dict(result.model.config),
@@ -257,13 +246,15 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
             m = result.test_metrics[dim]
             fig = plot_confusion(matrix, f"{result.name} test {result.test_speaker}, {dim}: "
                                          f"WAR {m['war']:.3f}, UAR {m['uar']:.3f}")
-            paths[f"confusion_{dim}"] = _write_atomic(
-                folder / confusion_file(dim), lambda p: fig.savefig(p, format="png"))
+            paths[f"confusion_{dim}"] = folder / confusion_file(dim)
+            with atomic_path(paths[f"confusion_{dim}"]) as tmp:
+                fig.savefig(tmp, format="png")
             plt.close(fig)
-        paths["predictions"] = _write_atomic(folder / PREDICTIONS_FILE,
-                                             lambda p: frame.to_parquet(p, index=False))
-    paths["metrics"] = _write_atomic(
-        folder / METRICS_FILE, lambda p: p.write_text(json.dumps(metrics, indent=2, default=float) + "\n"))
+        paths["predictions"] = folder / PREDICTIONS_FILE
+        with atomic_path(paths["predictions"]) as tmp:
+            frame.to_parquet(tmp, index=False)
+    paths["metrics"] = write_atomic(folder / METRICS_FILE,
+                                    json.dumps(metrics, indent=2, default=float) + "\n")
     return paths
 
 
@@ -352,11 +343,11 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
         run.log_params({k: v for k, v in result.model.config.items() if k in SHAPE_KEYS})
         fold_dir = run_dir / FOLDS_DIR / fold
         save_fold_outputs(result, fold_dir)
-        _write_atomic(run_dir / CONFIG_FILE, lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         info = RunRecord("train-local", name, arch, data, run.run_id,
                          evaluator=dataset.meta.get("evaluator"), windows=len(dataset),
                          folds=[fold], test=result.test_metrics)
-        _write_atomic(run_dir / RUN_FILE, lambda p: p.write_text(info.to_json()))
+        write_atomic(run_dir / RUN_FILE, info.to_json())
         run.log_metrics(result.flat_test_metrics(), step=len(result.history))
         run.log_artifact(run_dir / CONFIG_FILE)
         run.log_artifact(run_dir / RUN_FILE)
