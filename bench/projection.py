@@ -27,7 +27,8 @@ from raylab.errors import ConfigError  # noqa: E402
 from raylab.models import build_model, model_defaults  # noqa: E402
 from raylab.models.flops import network_layers, window_flops  # noqa: E402
 from raylab.search.space import default_space_file, load_search_space  # noqa: E402
-from raylab.train.loop import PAPER_HPARAMS, TrainConfig, fit  # noqa: E402
+from raylab.train.loop import fit  # noqa: E402
+from raylab.train.params import PAPER_HPARAMS, TrainConfig  # noqa: E402
 
 WINDOWS, TEST_SPEAKER, VAL_FRACTION = 8522, 852, 0.2
 TRAIN = round((WINDOWS - TEST_SPEAKER) * (1 - VAL_FRACTION))     # 6136

@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from raylab.errors import ConfigError
 from raylab.search.driver import run_search
-from raylab.train.loop import PAPER_HPARAMS, load_params_file
+from raylab.train.params import PAPER_HPARAMS, load_params_file
 
 SPACES = Path(__file__).parent / "data" / "search_spaces"
 TINY = SPACES / "ok_tiny_elor.yaml"      # 3 trials of 2 epochs of a toy ELoR

@@ -12,7 +12,7 @@ from raylab.errors import ConfigError
 from raylab.models import SHAPE_KEYS, model_defaults
 from raylab.search.space import (dump_search_space, load_search_space, paper_values,
                                  parse_search_space)
-from raylab.train.loop import PAPER_HPARAMS
+from raylab.train.params import PAPER_HPARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))

@@ -261,7 +261,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     from raylab.data.demo_cache import resolve_data
     from raylab.models import model_class
     from raylab.train.fold import build_arrays
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     model_class(arch)
     name = name or f"{arch}-tenfold"

@@ -82,7 +82,7 @@ def train_fold_worker(config: dict) -> None:
     """Ray Train worker loop of one fold (runs on every worker of the fold's TorchTrainer)."""
     from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, Tracker
     from raylab.train.fold import run_fold, save_fold_outputs
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     job: FoldJob = config["job"]
     speaker: str = config["fold"]

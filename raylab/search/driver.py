@@ -408,7 +408,7 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
 
     from raylab.runtime.tracking import Tracker
     from raylab.train.fold import run_fold
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     torch.set_num_threads(max(1, int(context.cpus)))
     params = {**context.fixed, **config}

@@ -28,7 +28,8 @@ from raylab.report.pooled import collapsed_folds
 from raylab.report.table5 import collapse_note
 from raylab.runtime.fsutil import atomic_path, write_atomic
 from raylab.train.folds import FoldSplit, fold_split
-from raylab.train.loop import ArraySet, EpochReport, fit, predict, split_params
+from raylab.train.loop import ArraySet, EpochReport, fit, predict
+from raylab.train.params import split_params
 from raylab.train.metrics import confusion, majority_label, most_frequent_baseline, summarize
 
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))
