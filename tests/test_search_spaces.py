@@ -82,7 +82,7 @@ def test_shipped_space_covers_the_paper(path):
 def test_tpe_draws_stay_inside_the_space(path):
     from hyperopt.pyll import stochastic
 
-    from raylab.search.driver import hyperopt_space
+    from raylab.search.ray_tune import hyperopt_space
 
     space = load_search_space(path)
     expr = hyperopt_space(space)

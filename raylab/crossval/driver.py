@@ -32,9 +32,8 @@ from raylab.report.layout import (CONFIG_FILE, FOLDS_DIR, RUN_FILE, SUMMARY_FILE
                                   RunRecord, confusion_file)
 from raylab.report.table5 import finished_folds, read_json, render_run, summarize_run
 from raylab.runtime.fsutil import write_atomic
-from raylab.runtime.settings import demo_data_dir, run_folder
+from raylab.runtime.settings import demo_data_dir, run_folder, storage_root
 
-STORAGE_ENV = "RAYLAB_STORAGE"
 
 
 @dataclass
@@ -73,11 +72,6 @@ class CrossvalResult:
         if self.tracking_uri:
             lines.append(f"MLflow: run {self.run.get('mlflow_run_id')} in {self.tracking_uri}")
         return "\n".join(lines) + "\n"
-
-
-def storage_path(results: Path) -> str:
-    """Ray's storage: `$RAYLAB_STORAGE` (shared, for clusters) or `<results>/ray`."""
-    return os.environ.get(STORAGE_ENV) or str(Path(results).resolve() / "ray")
 
 
 def _now() -> str:
@@ -205,7 +199,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     run, run_dir = plan.run, plan.run_dir
     tracker = Tracker(results, enabled=track)
     failed: dict[str, str] = {}
-    from raylab.crossval.ray_train import ray_session
+    from raylab.runtime.ray_session import ray_session
 
     # Ray only when a fold is left to train; the cluster decides the GPUs and the store's reach
     with ray_session(address) if plan.todo else contextlib.nullcontext():
@@ -247,8 +241,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
 
 def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
     """Inside the Ray session: refuse a store the other nodes cannot reach, resolve the GPUs."""
-    from raylab.crossval.ray_train import cluster_gpus, live_nodes
-    from raylab.search.driver import check_store_reachable
+    from raylab.runtime.ray_session import cluster_gpus, live_nodes
+    from raylab.runtime.tracking import check_store_reachable
 
     check_store_reachable(tracker.uri, live_nodes())
     return worker_gpus(gpus, str(device or "auto"), cluster_gpus())
@@ -293,7 +287,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     arrays = build_arrays(dataset, arch, waveform_dtype="int16")  # int16: half the object store
     config = {"arch": arch, "dataset": data, "params": params, "folds": folds,
               "resolved": {"model": model_kwargs, "train": dataclasses.asdict(train_config)},
-              **resources, "storage": storage_path(results)}
+              **resources, "storage": storage_root(results)}
     earlier = previous[0] if previous else None
     run = RunRecord("crossval", name, arch, data, evaluator=meta.get("evaluator"),
                     corpus=meta.get("corpus"), windows=int(meta.get("windows", len(dataset))),

@@ -12,7 +12,6 @@ keeps every fold finished before the interruption.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
@@ -20,7 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import ray
@@ -33,7 +32,6 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from raylab.data.dataset import filesystem_for
 from raylab.errors import DataError
 from raylab.report.layout import PREDICTIONS_FILE, SPLIT_FILE
-from raylab.runtime import hostmem
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
@@ -215,39 +213,6 @@ def short_error(err: BaseException) -> str:
     return (raised or lines or [type(err).__name__])[-1]
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Join the running Ray (tests, notebooks), the cluster at `address`, or start a local one."""
-    started = not ray.is_initialized()
-    if started:
-        # the workers' own logs (a line per reported epoch from Ray Train) stay in Ray's log
-        # files; the driver prints one line per fold event, and a failed fold's error is
-        # carried back in its result
-        ray.init(address=address, log_to_driver=False, runtime_env=hostmem.ray_runtime_env())
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def cluster_gpus() -> float:
-    """GPUs of the running Ray cluster, or the most its autoscaler may add, whichever is more."""
-    from ray._private.state import state  # Ray Train's own pre-start check reads the same
-
-    now = float(ray.cluster_resources().get("GPU", 0.0))
-    try:
-        most = float((state.get_max_resources_from_cluster_config() or {}).get("GPU", 0))
-    except Exception:  # no autoscaler config (a local Ray), or an older GCS
-        most = 0.0
-    return max(now, most)
-
-
-def live_nodes() -> int:
-    """Nodes of the running Ray cluster that are alive."""
-    return sum(bool(node["Alive"]) for node in ray.nodes())
-
-
 def fold_concurrency(job: FoldJob, folds: int, address: str | None) -> int:
     """How many folds to start at once. On a local Ray: as many as its CPUs/GPUs hold, since a
     fold trial waiting for its workers still costs a controller and processes (tens of them on a
@@ -265,19 +230,19 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
                 address: str | None = None,
                 say: Callable[[str], None] | None = print) -> dict[str, str]:
     """Put the arrays in the object store once, run one Tune trial per fold (concurrently as
-    resources allow) and collect the finished folds; {fold: error} of the failed ones."""
-    with ray_session(address):
-        job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
-        collector = FoldCollector(folds_dir, job.storage, epochs, say)
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
-            param_space={"fold": tune.grid_search(list(folds))},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=fold_concurrency(job, len(folds), address)),
-            run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
-                                      callbacks=[collector], verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=0)))
-        grid = tuner.fit()
+    resources allow) and collect the finished folds; {fold: error} of the failed ones. Runs in
+    the caller's `ray_session`."""
+    job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
+    collector = FoldCollector(folds_dir, job.storage, epochs, say)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
+        param_space={"fold": tune.grid_search(list(folds))},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=fold_concurrency(job, len(folds), address)),
+        run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
+                                  callbacks=[collector], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+    grid = tuner.fit()
     failed = dict(collector.errors)
     for result in grid:
         if result.error is not None:

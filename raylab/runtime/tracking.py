@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
+from raylab.errors import ConfigError
 from raylab.runtime.fsutil import atomic_path, temp_name
 
 DEFAULT_EXPERIMENT = "raylab"
@@ -300,6 +301,14 @@ def log_artifacts(folder: str | os.PathLike, artifact_path: str | None = None) -
 
 def log_figure(figure: Any, name: str) -> None:
     current_run().log_figure(figure, name)
+
+
+def check_store_reachable(uri: str | None, nodes: int) -> None:
+    """Refuse a SQLite MLflow store (a file on the driver) when Ray spans several nodes."""
+    if uri and uri.startswith("sqlite:") and nodes > 1:
+        raise ConfigError(f"MLflow store {uri} is a file on this machine, which runs on the "
+                          f"other {nodes - 1} node(s) of the Ray cluster cannot reach; set "
+                          "MLFLOW_TRACKING_URI to the cluster's tracking server, or pass --no-track")
 
 
 def ui_command(uri: str) -> str:
