@@ -81,8 +81,8 @@ def summarize_run(run_dir: Path) -> dict:
     the pooled predictions (`confusion_pooled_<dim>.png`) beside `run.json`."""
     import matplotlib.pyplot as plt
 
-    from raylab.train.fold import plot_confusion
-    from raylab.train.metrics import confusion
+    from raylab.report.metrics import confusion
+    from raylab.report.plots import plot_confusion
 
     run_dir = Path(run_dir)
     run = read_json(run_dir / RUN_FILE)

@@ -27,7 +27,7 @@ from raylab.search.results import SearchResult, TrialSummary, plain, write_best
 from raylab.search.space import SearchSpace, dump_search_space, paper_values
 
 TUNE_STATUS = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}  # others: cut off by an interruption
-# Our metric names -> the keys of `raylab.train.loop.EpochReport.val` (raylab.train.metrics.per_dimension).
+# Our metric names -> the keys of `raylab.train.loop.EpochReport.val` (raylab.report.metrics.per_dimension).
 VAL_KEYS = {"val_acc_mean": "mean_war", "val_uar_mean": "mean_uar", "val_loss": "loss",
             "val_acc_valence": "valence_war", "val_acc_arousal": "arousal_war",
             "val_uar_valence": "valence_uar", "val_uar_arousal": "arousal_uar"}

@@ -24,13 +24,14 @@ from raylab.errors import ConfigError, DataError
 from raylab.models import SHAPE_KEYS, build_model, model_class
 from raylab.report.layout import (CHECKPOINT_FILE, CONFIG_FILE, FOLDS_DIR, METRICS_FILE,
                                   PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, RunRecord, confusion_file)
+from raylab.report.plots import plot_confusion
 from raylab.report.pooled import collapsed_folds
 from raylab.report.table5 import collapse_note
 from raylab.runtime.fsutil import atomic_path, write_atomic
 from raylab.train.folds import FoldSplit, fold_split
 from raylab.train.loop import ArraySet, EpochReport, fit, predict
 from raylab.train.params import split_params
-from raylab.train.metrics import confusion, majority_label, most_frequent_baseline, summarize
+from raylab.report.metrics import confusion, majority_label, most_frequent_baseline, summarize
 
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))
 PREDICTION_COLUMNS = ("window_id", "utterance_id", "speaker", "fold", "dimension", "target",
@@ -190,28 +191,6 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
                                for d in DIMENSIONS}
     result.seconds = time.perf_counter() - start
     return result
-
-
-def plot_confusion(matrix: np.ndarray, title: str):
-    """A labelled confusion-matrix figure (counts, row = target class)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=100)
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > matrix.max() / 2 else "black", fontsize=9)
-    ticks = range(matrix.shape[0])
-    ax.set_xticks(ticks, [str(k + 1) for k in ticks])
-    ax.set_yticks(ticks, [str(k + 1) for k in ticks])
-    ax.set_xlabel("predicted rating (class + 1)")
-    ax.set_ylabel("annotated rating (class + 1)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str, Path]:

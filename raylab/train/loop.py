@@ -32,7 +32,7 @@ from torch import nn
 
 from raylab import DIMENSIONS
 from raylab.errors import DataError, DivergedError
-from raylab.train.metrics import per_dimension
+from raylab.report.metrics import per_dimension
 from raylab.train.params import TrainConfig
 
 __all__ = ["ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
