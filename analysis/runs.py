@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +18,8 @@ import numpy as np
 from torch import nn
 
 from raylab.errors import ConfigError, DataError
-from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
+from raylab.report.layout import ANALYSIS_DIR, METRICS_FILE
+from raylab.runtime.fsutil import check_replaceable, staged_folder
 
 PAPER_FOLD = "Ses03F"  # the paper's representative test speaker (section 4.2)
 
@@ -136,7 +135,7 @@ def output_dir(target: Target, command: str, out: str | None) -> Path:
     if out:
         return Path(out).expanduser().resolve()
     base = target.run_dir or target.checkpoint.parent
-    return base / "analysis" / f"{command}-{target.fold}"
+    return base / ANALYSIS_DIR / f"{command}-{target.fold}"
 
 
 @contextlib.contextmanager
@@ -144,20 +143,13 @@ def staged(out: Path) -> Iterator[Path]:
     """A temporary folder that replaces `out` whole only when the block succeeds."""
     # no rule for folders of earlier versions: their outputs have no fixed names to tell them by
     check_replaceable(out, "analysis", "raylab analysis folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with staged_folder(out, "analysis") as tmp:
         yield tmp
-        write_marker(tmp, "analysis")
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fold_test_metrics(target: Target) -> dict[str, dict[str, float]] | None:
     """The fold's test WAR/UAR per dimension from its metrics.json (None when not saved)."""
-    path = target.checkpoint.parent / "metrics.json"
+    path = target.checkpoint.parent / METRICS_FILE
     try:
         return json.loads(path.read_text()).get("test") or None
     except (OSError, json.JSONDecodeError):

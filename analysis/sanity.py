@@ -118,7 +118,8 @@ def permuted_label_model(target, dataset, epochs: int | None, seed: int = 0,
     training windows with their labels shuffled (seeded), for `epochs` (default: the run's)."""
     from analysis import runs
     from raylab.train.folds import fold_split
-    from raylab.train.loop import fit, split_params
+    from raylab.train.loop import fit
+    from raylab.train.params import split_params
 
     split = fold_split(dataset.speaker, target.fold, seed=seed)
     rng = np.random.default_rng(seed)

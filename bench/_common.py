@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from raylab.runtime import hostmem
+from raylab.runtime.fsutil import write_atomic  # noqa: F401  (the one atomic writer, as C.write_atomic)
 
 # as `raylab` itself does (its console script, Ray's workers): the figures are those of the real
 # path; RAYLAB_HOST_ALLOCATOR=system measures glibc's defaults (bench/host_alloc.py compares them)
@@ -153,15 +153,6 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def si(value: float, unit: str = "FLOP/s") -> str:

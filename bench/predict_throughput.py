@@ -1,6 +1,6 @@
 """Throughput of the trained networks in use: `raylab predict` and the `raylab serve` endpoint.
 
-- predict: files of `--seconds` of audio through `raylab.predict.batch.predict_paths` (read,
+- predict: files of `--seconds` of audio through `raylab.predict.ray_batch.predict_paths` (read,
   resample, cut, features, the networks): windows/s and seconds per file;
 - endpoint: `--clients` concurrent clients POSTing one such file each, `--requests` in all, to
   the Serve deployment on 127.0.0.1: requests/s and p50/p95 latency;
@@ -74,7 +74,7 @@ def bench_endpoint(run: Path, body: bytes, clients: int, requests_total: int) ->
     from ray import serve
 
     from raylab.predict.runs import locate
-    from raylab.predict.serve import build_app, start
+    from raylab.predict.ray_serve import build_app, start
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from raylab.predict.batch import predict_paths
+    from raylab.predict.ray_batch import predict_paths
     from raylab.predict.runner import load_predictor
 
     with tempfile.TemporaryDirectory(prefix="raylab-bench-predict-") as tmp:

@@ -30,7 +30,7 @@ from raylab.models.flops import (IEMOCAP_TRAIN as TRAIN, IEMOCAP_VAL as VAL,  # 
                                  mean_trial_flops, trial_flops)
 from raylab.models.presets import SMALL_CNN  # noqa: E402
 from raylab.search.space import default_space_file, load_search_space  # noqa: E402
-from raylab.train.loop import PAPER_HPARAMS  # noqa: E402
+from raylab.train.params import PAPER_HPARAMS  # noqa: E402
 
 TRIALS, PAPER_DAYS = 70, 49
 GTX1080_FP32_PEAK = 8.87e12      # datasheet, boost clock (an assumption, not a measurement)

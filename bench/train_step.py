@@ -29,7 +29,8 @@ import _common as C  # noqa: E402
 from raylab import DIMENSIONS  # noqa: E402
 from raylab.models import MODEL_NAMES, build_model  # noqa: E402
 from raylab.models.flops import model_flops  # noqa: E402
-from raylab.train.loop import UPDATES, ArraySet, TrainConfig, fit, predict  # noqa: E402
+from raylab.train.loop import ArraySet, fit, predict  # noqa: E402
+from raylab.train.params import UPDATES, TrainConfig  # noqa: E402
 
 
 def synthetic_arrays(model: torch.nn.Module, n: int, seed: int = 0,

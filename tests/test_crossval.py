@@ -255,10 +255,11 @@ def test_gpus_per_worker_follow_the_cluster_unless_given():
 def test_a_multi_node_cluster_refuses_the_local_sqlite_store(ray_local, demo_dataset, tmp_path,
                                                              monkeypatch):
     import raylab.crossval.ray_train
+    import raylab.runtime.ray_session
     from raylab.crossval.driver import run_crossval
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(raylab.crossval.ray_train, "live_nodes", lambda: 3)
+    monkeypatch.setattr(raylab.runtime.ray_session, "live_nodes", lambda: 3)
     monkeypatch.setattr(raylab.crossval.ray_train, "train_folds",
                         lambda *a, **k: pytest.fail("folds started"))
     with pytest.raises(ConfigError, match="other 2 node.*set MLFLOW_TRACKING_URI"):

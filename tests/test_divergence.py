@@ -12,7 +12,7 @@ from raylab.cli import main
 from raylab.data.dataset import load_dataset
 from raylab.errors import DataError, DivergedError
 from raylab.data.features import FEATURE_FILES, load_features
-from raylab.train.metrics import summarize, war
+from raylab.report.metrics import summarize, war
 from raylab.search.results import SearchResult, TrialSummary, format_summary
 from tests.test_models import one_thread  # noqa: F401  (fixture)
 from tests.test_training import make_tone_dataset

@@ -12,7 +12,8 @@ from raylab.models import build_model, model_defaults
 from raylab.models.flops import layer_report, mean_trial_flops, model_flops, trial_flops, window_flops
 from raylab.models.presets import SMALL_CNN, preset_values
 from raylab.search.space import default_space_file, load_search_space
-from raylab.train.loop import ArraySet, TrainConfig, fit
+from raylab.train.loop import ArraySet, fit
+from raylab.train.params import TrainConfig
 
 TOY = {
     "elor": dict(input_samples=400, conv1_filters=3, conv1_kernel=8, pool1=2, conv2_filters=4,
@@ -84,7 +85,7 @@ def test_search_space_costs_the_papers_budget(arch):
 
 
 def test_presets():
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     small, _ = split_params("elor", {"preset": "small", "conv3_kernel": 7})
     assert {k: small[k] for k in SMALL_CNN} == {**SMALL_CNN, "conv3_kernel": 7}  # explicit wins

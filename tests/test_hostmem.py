@@ -99,16 +99,16 @@ def test_ray_workers_are_started_with_the_settings(monkeypatch):
     """`raylab tune` and `raylab train` start Ray with the settings in the job's runtime_env."""
     import ray
 
-    from raylab.crossval import ray_train
-    from raylab.search import driver
+    from raylab.runtime.ray_session import ray_session
 
     monkeypatch.delenv(hostmem.MODE_ENV, raising=False)
     seen = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw.get("runtime_env")))
     monkeypatch.setattr(ray, "shutdown", lambda: None)
-    driver._init_ray(None)
-    with ray_train.ray_session(None):
+    with ray_session(None, log_to_driver=True, logging_level="WARNING"):  # as raylab tune
+        pass
+    with ray_session(None):  # as raylab train
         pass
     assert seen == [hostmem.ray_runtime_env()] * 2
 

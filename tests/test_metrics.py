@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from raylab.train import metrics
+from raylab.report import metrics
 
 
 def _cases():

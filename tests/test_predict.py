@@ -94,7 +94,7 @@ def test_matches_the_networks_on_training_inputs(runs, audio, arch):
     from raylab.train.checkpoint import load_model
     from raylab.data.features import extract_is10, extract_mfcc
     from raylab.predict.audio import read_clip
-    from raylab.predict.batch import predict_paths
+    from raylab.predict.ray_batch import predict_paths
     from raylab.predict.runner import load_predictor
 
     predictor = load_predictor(str(runs[arch]), None, runs[arch].parent, device="cpu")
@@ -145,7 +145,7 @@ def test_cli_writes_csv_and_parquet_and_prints_a_summary(runs, audio, tmp_path, 
 
 
 def test_manifest_and_ray_tasks_give_the_same_table(runs, audio, tmp_path, ray_local):
-    from raylab.predict.batch import predict_paths
+    from raylab.predict.ray_batch import predict_paths
     from raylab.predict.runner import load_predictor
 
     names = ["long.wav", "short.wav", "stereo44k.flac"] * 3

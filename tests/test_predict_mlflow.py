@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 def test_logged_model_matches_predict(arch, results, tmp_path):
     import mlflow
 
-    from raylab.predict.batch import predict_paths
+    from raylab.predict.ray_batch import predict_paths
     from raylab.predict.mlflow_model import log_model
     from raylab.predict.runner import load_predictor
     from raylab.predict.runs import fold_checkpoints

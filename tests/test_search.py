@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from raylab.errors import ConfigError
 from raylab.search.driver import run_search
-from raylab.train.loop import PAPER_HPARAMS, load_params_file
+from raylab.train.params import PAPER_HPARAMS, load_params_file
 
 SPACES = Path(__file__).parent / "data" / "search_spaces"
 TINY = SPACES / "ok_tiny_elor.yaml"      # 3 trials of 2 epochs of a toy ELoR
@@ -139,7 +139,7 @@ def test_two_trials_share_one_gpu(ray_local, demo_dataset, results):
 def test_cuda_without_a_gpu_share_fails_before_ray_starts(demo_dataset, results, monkeypatch):
     import raylab.search.driver
 
-    monkeypatch.setattr(raylab.search.driver, "_init_ray", lambda address: pytest.fail("Ray started"))
+    monkeypatch.setattr(raylab.search.driver, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
     with pytest.raises(ConfigError, match="--device cuda with 0 GPUs per trial"):
         run_search("elor", str(demo_dataset), TINY, results=results, device="cuda",
                    gpus_per_trial=0)
@@ -168,7 +168,7 @@ def test_tune_cli_leaves_unset_options_to_the_search():
 
 
 def test_a_sqlite_store_is_refused_on_several_nodes():
-    from raylab.search.driver import check_store_reachable
+    from raylab.runtime.tracking import check_store_reachable
 
     check_store_reachable("sqlite:////r/mlflow.db", 1)
     check_store_reachable("http://tracking:5000", 4)
@@ -179,7 +179,7 @@ def test_a_sqlite_store_is_refused_on_several_nodes():
 
 def test_networks_without_a_waveform_input_load_no_audio(demo_dataset, monkeypatch):
     import raylab.data.dataset
-    from raylab.search.driver import _load_arrays
+    from raylab.search.ray_tune import _load_arrays
 
     asked = []
 

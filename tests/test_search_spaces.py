@@ -12,7 +12,7 @@ from raylab.errors import ConfigError
 from raylab.models import SHAPE_KEYS, model_defaults
 from raylab.search.space import (dump_search_space, load_search_space, paper_values,
                                  parse_search_space)
-from raylab.train.loop import PAPER_HPARAMS
+from raylab.train.params import PAPER_HPARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -82,7 +82,7 @@ def test_shipped_space_covers_the_paper(path):
 def test_tpe_draws_stay_inside_the_space(path):
     from hyperopt.pyll import stochastic
 
-    from raylab.search.driver import hyperopt_space
+    from raylab.search.ray_tune import hyperopt_space
 
     space = load_search_space(path)
     expr = hyperopt_space(space)

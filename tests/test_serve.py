@@ -30,10 +30,10 @@ def test_endpoint_answers_as_predict_and_refuses_bad_requests(ray_local, tmp_pat
     import requests
     from ray import serve
 
-    from raylab.predict.batch import predict_paths
+    from raylab.predict.ray_batch import predict_paths
     from raylab.predict.runner import load_predictor
     from raylab.predict.runs import fold_checkpoints
-    from raylab.predict.serve import build_app, start
+    from raylab.predict.ray_serve import build_app, start
 
     run_dir = make_run(tmp_path / "run", "elor")
     (tmp_path / "a.wav").write_bytes(wav_bytes(tone(2.6)))

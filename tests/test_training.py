@@ -13,10 +13,11 @@ import torch
 from raylab.data.dataset import DatasetWriter, Window, load_dataset
 from raylab.errors import ConfigError, DataError
 from raylab.models import build_model
-from raylab.train import loop
+from raylab.train import loop, params
 from raylab.train.fold import build_arrays, run_fold, save_fold_outputs
 from raylab.train.folds import FoldSplit, check_no_leakage, fold_split, search_split
-from raylab.train.loop import PAPER_HPARAMS, ArraySet, TrainConfig, fit, predict, split_params
+from raylab.train.loop import ArraySet, fit, predict
+from raylab.train.params import PAPER_HPARAMS, TrainConfig, split_params
 from tests.test_models import TOY, one_thread  # noqa: F401  (fixture)
 
 SPEAKERS = ("Ses01F", "Ses01M", "Ses02F", "Ses02M")
@@ -188,16 +189,16 @@ def test_split_params_uses_the_papers_tables_and_checks_keys():
 def test_params_file(tmp_path):
     good = tmp_path / "best.yaml"
     good.write_text("arch: elor\nmetric: val_acc_mean\nparams:\n  lr: 1.0e-3\n  conv1_filters: 32\n")
-    assert loop.load_params_file(good, "elor") == {"lr": 1e-3, "conv1_filters": 32}
+    assert params.load_params_file(good, "elor") == {"lr": 1e-3, "conv1_filters": 32}
     with pytest.raises(ConfigError, match="best.yaml: arch: the file is for 'elor', not 'ftr'"):
-        loop.load_params_file(good, "ftr")
+        params.load_params_file(good, "ftr")
     bad = tmp_path / "bad.yaml"
     bad.write_text("arch: elor\nparams:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match="bad.yaml: params: unknown parameter.*lrr"):
-        loop.load_params_file(bad, "elor")
+        params.load_params_file(bad, "elor")
     bad.write_text("arch: [elor\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        loop.load_params_file(bad, "elor")
+        params.load_params_file(bad, "elor")
 
 
 def test_folds_hold_out_one_speaker_and_split_the_rest():

@@ -31,7 +31,7 @@ def register(subparsers, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raylab.predict.batch import predict_paths
+    from raylab.predict.ray_batch import predict_paths
     from raylab.predict.runner import load_predictor
     from raylab.predict.tables import summary, write_table
 

@@ -33,26 +33,25 @@ def register(subparsers, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raylab.crossval.ray_train import ray_session
+    from raylab.runtime.ray_session import ray_session
     from raylab.predict.runs import locate
-    from raylab.predict.serve import build_app, start
+    from raylab.predict.ray_serve import build_app, start, stop
 
     ref = locate(args.run, results_dir(args.results))
     app = build_app(ref.pick(args.fold), num_replicas=args.num_replicas,
                     min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                     num_gpus=args.num_gpus, num_cpus=args.num_cpus, max_seconds=args.max_seconds,
                     source=str(ref.run_dir or args.run))
-    def stop(signum, frame):  # a service manager's SIGTERM shuts down as Ctrl-C does
+
+    def interrupt(signum, frame):  # a service manager's SIGTERM shuts down as Ctrl-C does
         raise KeyboardInterrupt
 
     with ray_session(args.address):
-        signal.signal(signal.SIGTERM, stop)  # after ray.init, which installs its own
+        signal.signal(signal.SIGTERM, interrupt)  # after ray.init, which installs its own
         url = start(app, args.host, args.port)
         print(f"serving {args.run} at {url} (POST WAV or FLAC bytes; Ctrl-C stops)", flush=True)
         try:
             while True:
                 time.sleep(3600)
         finally:
-            from ray import serve
-
-            serve.shutdown()
+            stop()

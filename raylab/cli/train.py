@@ -80,7 +80,7 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
 def gather_params(args: argparse.Namespace) -> dict[str, Any]:
     """--config, then --set, then --epochs / --update / --seed; checked against the network."""
     from raylab.models import model_class
-    from raylab.train.loop import load_params_file, split_params
+    from raylab.train.params import load_params_file, split_params
 
     model_class(args.arch)
     params = load_params_file(args.config, args.arch) if args.config else {}
@@ -136,7 +136,7 @@ class EpochPrinter:
 
 def run(args: argparse.Namespace) -> int:
     from raylab.runtime.settings import results_dir
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     check_mode(args)
     params = gather_params(args)

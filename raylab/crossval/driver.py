@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,12 +28,12 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from raylab.errors import ConfigError
-from raylab.report.table5 import (FOLDS_DIR, RUN_FILE, finished_folds, read_json, render_run,
-                           summarize_run, write_atomic)
-from raylab.runtime.settings import demo_data_dir, run_folder
+from raylab.report.layout import (CONFIG_FILE, FOLDS_DIR, RUN_FILE, SUMMARY_FILE, TABLE_FILE,
+                                  RunRecord, confusion_file)
+from raylab.report.table5 import finished_folds, read_json, render_run, summarize_run
+from raylab.runtime.fsutil import write_atomic
+from raylab.runtime.settings import demo_data_dir, run_folder, storage_root
 
-STORAGE_ENV = "RAYLAB_STORAGE"
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -43,7 +42,7 @@ class CrossvalResult:
 
     name: str
     run_dir: Path
-    run: dict
+    run: dict  # run.json
     trained: list[str]
     skipped: list[str]
     failed: dict[str, str]
@@ -73,11 +72,6 @@ class CrossvalResult:
         if self.tracking_uri:
             lines.append(f"MLflow: run {self.run.get('mlflow_run_id')} in {self.tracking_uri}")
         return "\n".join(lines) + "\n"
-
-
-def storage_path(results: Path) -> str:
-    """Ray's storage: `$RAYLAB_STORAGE` (shared, for clusters) or `<results>/ray`."""
-    return os.environ.get(STORAGE_ENV) or str(Path(results).resolve() / "ray")
 
 
 def _now() -> str:
@@ -136,8 +130,9 @@ def _choose_folds(folds: Sequence[str] | None, counts: dict[str, int], data: str
     return list(dict.fromkeys(folds))
 
 
-def _previous(run_dir: Path, resume: bool, arch: str, data: str | None) -> dict | None:
-    """The earlier run's run.json + config when resuming; an error when one exists otherwise."""
+def _previous(run_dir: Path, resume: bool, arch: str,
+              data: str | None) -> tuple[RunRecord, dict] | None:
+    """The earlier run's run.json and config when resuming; an error when one exists otherwise."""
     if not (run_dir / RUN_FILE).exists():
         return None
     run = read_json(run_dir / RUN_FILE)
@@ -155,7 +150,7 @@ def _previous(run_dir: Path, resume: bool, arch: str, data: str | None) -> dict 
     if given is not None and given != run.get("dataset"):
         raise ConfigError(f"--resume: {run_dir.name} was trained on {run.get('dataset')}, not "
                           f"{given}; pass that --data (or none)")
-    return {**run, "config": yaml.safe_load((run_dir / CONFIG_FILE).read_text())}
+    return RunRecord.from_dict(run), yaml.safe_load((run_dir / CONFIG_FILE).read_text())
 
 
 @dataclass
@@ -170,7 +165,7 @@ class _Plan:
     todo: list[str]
     skipped: list[str]
     config: dict
-    run: dict
+    run: RunRecord
     arrays: Any
     notes: list[str]
     resumed: bool
@@ -204,19 +199,19 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     run, run_dir = plan.run, plan.run_dir
     tracker = Tracker(results, enabled=track)
     failed: dict[str, str] = {}
-    from raylab.crossval.ray_train import ray_session
+    from raylab.runtime.ray_session import ray_session
 
     # Ray only when a fold is left to train; the cluster decides the GPUs and the store's reach
     with ray_session(address) if plan.todo else contextlib.nullcontext():
         gpus = _fit_to_cluster(tracker, gpus_per_worker, device) if plan.todo else 0.0
         with tracker.start_run(plan.name, tags={KIND_TAG: "crossval", ARCH_TAG: arch,
                                                 RUN_DIR_TAG: str(run_dir)},
-                               run_id=_reopen(tracker, run.get("mlflow_run_id"))) as parent:
-            run["mlflow_run_id"] = parent.run_id
-            write_atomic(run_dir / RUN_FILE, _json(run))
+                               run_id=_reopen(tracker, run.mlflow_run_id)) as parent:
+            run.mlflow_run_id = parent.run_id
+            write_atomic(run_dir / RUN_FILE, run.to_json())
             if not plan.resumed:
                 parent.log_params({**plan.params, "folds": ",".join(plan.folds),
-                                   "dataset": run["dataset"], "workers_per_fold": workers_per_fold,
+                                   "dataset": run.dataset, "workers_per_fold": workers_per_fold,
                                    "gpus_per_worker": gpus})
                 parent.log_config(plan.config)
             if plan.todo:
@@ -231,10 +226,10 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                                      plan.config["resolved"]["train"]["epochs"], address, progress)
             finished = finished_folds(run_dir)
             unfinished = [f for f in plan.todo if f not in finished and f not in failed]
-            run.update(failed=failed, completed=[f for f in plan.folds if f in finished],
-                       status="incomplete" if failed or unfinished else "finished", updated=_now())
-            write_atomic(run_dir / RUN_FILE, _json(run))
-            summary = summarize_run(run_dir) if run["completed"] else None
+            run.failed, run.completed = failed, [f for f in plan.folds if f in finished]
+            run.status, run.updated = "incomplete" if failed or unfinished else "finished", _now()
+            write_atomic(run_dir / RUN_FILE, run.to_json())
+            summary = summarize_run(run_dir) if run.completed else None
             if summary:
                 _log_parent(parent, run_dir, summary)
             if run["completed"] and parent.enabled:  # the ensemble of the finished folds
@@ -245,14 +240,14 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none",
                              "raylab.collapsed_folds": ",".join(sorted((summary or {}).get(
                                  "collapsed") or {})) or "none"})
-    return CrossvalResult(plan.name, run_dir, run, [f for f in plan.todo if f in finished],
+    return CrossvalResult(plan.name, run_dir, run.to_dict(), [f for f in plan.todo if f in finished],
                           plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri)
 
 
 def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
     """Inside the Ray session: refuse a store the other nodes cannot reach, resolve the GPUs."""
-    from raylab.crossval.ray_train import cluster_gpus, live_nodes
-    from raylab.search.driver import check_store_reachable
+    from raylab.runtime.ray_session import cluster_gpus, live_nodes
+    from raylab.runtime.tracking import check_store_reachable
 
     check_store_reachable(tracker.uri, live_nodes())
     return worker_gpus(gpus, str(device or "auto"), cluster_gpus())
@@ -265,7 +260,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     from raylab.data.demo_cache import resolve_data
     from raylab.models import model_class
     from raylab.train.fold import build_arrays
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     model_class(arch)
     name = name or f"{arch}-tenfold"
@@ -273,13 +268,14 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     previous = _previous(run_dir, resume, arch, data)
     notes = []
     if previous:
-        saved = dict(previous["config"]["params"])
+        record, saved_config = previous
+        saved = dict(saved_config["params"])
         given = {**(params or {}), **({"seed": seed} if seed is not None else {})}
         if split_params(arch, given) != split_params(arch, saved):
             notes.append("resume: the run's saved parameters (config.yaml) are used; the ones "
                          "given now are ignored")
-        params, data, seed = saved, previous["dataset"], None
-        folds = folds or previous["folds"]
+        params, data, seed = saved, record.dataset, None
+        folds = folds or record.folds
     elif resume:
         notes.append(f"resume: no earlier run named {name}; started a new one")
     params = {**(params or {}), **({"seed": seed} if seed is not None else {})}
@@ -296,16 +292,16 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     arrays = build_arrays(dataset, arch, waveform_dtype="int16")  # int16: half the object store
     config = {"arch": arch, "dataset": data, "params": params, "folds": folds,
               "resolved": {"model": model_kwargs, "train": dataclasses.asdict(train_config)},
-              **resources, "storage": storage_path(results)}
-    run = {"kind": "crossval", "name": name, "arch": arch, "dataset": data,
-           "evaluator": meta.get("evaluator"), "corpus": meta.get("corpus"),
-           "windows": int(meta.get("windows", len(dataset))), "folds": folds,
-           "fold_windows": {f: counts[f] for f in folds}, "failed": {}, "status": "running",
-           "created": (previous or {}).get("created", _now()), "updated": _now(),
-           "mlflow_run_id": (previous or {}).get("mlflow_run_id")}
+              **resources, "storage": storage_root(results)}
+    earlier = previous[0] if previous else None
+    run = RunRecord("crossval", name, arch, data, evaluator=meta.get("evaluator"),
+                    corpus=meta.get("corpus"), windows=int(meta.get("windows", len(dataset))),
+                    folds=folds, fold_windows={f: counts[f] for f in folds}, status="running",
+                    created=(earlier.created if earlier else None) or _now(), updated=_now(),
+                    mlflow_run_id=earlier.mlflow_run_id if earlier else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
-    write_atomic(run_dir / RUN_FILE, _json(run))
+    write_atomic(run_dir / RUN_FILE, run.to_json())
     return _Plan(arch, name, run_dir, params, folds, [f for f in folds if f not in done],
                  [f for f in folds if f in done], config, run, arrays, notes, previous is not None)
 
@@ -326,10 +322,6 @@ def _log_parent(parent, run_dir: Path, summary: dict) -> None:
     from raylab.report.pooled import flat_metrics
 
     parent.log_metrics(flat_metrics(summary))
-    for path in (*sorted(run_dir.glob("confusion_pooled_*.png")), run_dir / "table.md",
-                 run_dir / "summary.json", run_dir / RUN_FILE, run_dir / CONFIG_FILE):
+    for path in (*sorted(run_dir.glob(confusion_file("*", pooled=True))), run_dir / TABLE_FILE,
+                 run_dir / SUMMARY_FILE, run_dir / RUN_FILE, run_dir / CONFIG_FILE):
         parent.log_artifact(path)
-
-
-def _json(doc: dict) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

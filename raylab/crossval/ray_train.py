@@ -12,17 +12,14 @@ keeps every fold finished before the interruption.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import ray
@@ -34,8 +31,8 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from raylab.data.dataset import filesystem_for
 from raylab.errors import DataError
-from raylab.report.table5 import PREDICTIONS_FILE, SPLIT_FILE
-from raylab.runtime import hostmem
+from raylab.report.layout import CHECKPOINT_FILE, PREDICTIONS_FILE, SPLIT_FILE
+from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
 TRIAL_CPUS = 0.01  # the Tune trial only waits on its TorchTrainer; Train V2 refuses a request of 0
@@ -76,17 +73,14 @@ def mark_fold_checked(folder: Path) -> Path:
     guard passed in the worker."""
     path = folder / SPLIT_FILE
     doc = {**json.loads(path.read_text()), "leakage_check": "passed"}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 def train_fold_worker(config: dict) -> None:
     """Ray Train worker loop of one fold (runs on every worker of the fold's TorchTrainer)."""
     from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, Tracker
     from raylab.train.fold import run_fold, save_fold_outputs
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     job: FoldJob = config["job"]
     speaker: str = config["fold"]
@@ -127,7 +121,7 @@ def train_fold_worker(config: dict) -> None:
                 run.log_artifact(path, "fold")
             from raylab.predict.mlflow_model import log_model
 
-            log_model(run, {speaker: Path(tmp) / "checkpoint.pt"})
+            log_model(run, {speaker: Path(tmp) / CHECKPOINT_FILE})
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
@@ -198,18 +192,12 @@ class FoldCollector(tune.Callback):
 def install_fold(path: str, filesystem, folds_dir: Path, fold: str) -> Path:
     """Download a fold's checkpoint folder and rename it into place (replacing an older one)."""
     folds_dir.mkdir(parents=True, exist_ok=True)
-    tmp = folds_dir / f".{fold}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = folds_dir / temp_name(fold)
     try:
         ray.train.Checkpoint(path, filesystem).to_directory(str(tmp))
         if not (tmp / PREDICTIONS_FILE).exists():
             raise DataError(f"{path}: no {PREDICTIONS_FILE} in the fold's checkpoint")
-        final = folds_dir / fold
-        if final.exists():
-            old = folds_dir / f".{fold}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
-        return final
+        return replace_folder(tmp, folds_dir / fold)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -226,39 +214,6 @@ def short_error(err: BaseException) -> str:
     lines = [line for line in lines if line and not line.startswith(_NOISE)]
     raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
     return (raised or lines or [type(err).__name__])[-1]
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Join the running Ray (tests, notebooks), the cluster at `address`, or start a local one."""
-    started = not ray.is_initialized()
-    if started:
-        # the workers' own logs (a line per reported epoch from Ray Train) stay in Ray's log
-        # files; the driver prints one line per fold event, and a failed fold's error is
-        # carried back in its result
-        ray.init(address=address, log_to_driver=False, runtime_env=hostmem.ray_runtime_env())
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def cluster_gpus() -> float:
-    """GPUs of the running Ray cluster, or the most its autoscaler may add, whichever is more."""
-    from ray._private.state import state  # Ray Train's own pre-start check reads the same
-
-    now = float(ray.cluster_resources().get("GPU", 0.0))
-    try:
-        most = float((state.get_max_resources_from_cluster_config() or {}).get("GPU", 0))
-    except Exception:  # no autoscaler config (a local Ray), or an older GCS
-        most = 0.0
-    return max(now, most)
-
-
-def live_nodes() -> int:
-    """Nodes of the running Ray cluster that are alive."""
-    return sum(bool(node["Alive"]) for node in ray.nodes())
 
 
 def fold_concurrency(job: FoldJob, folds: int, address: str | None) -> int:
@@ -278,19 +233,19 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
                 address: str | None = None,
                 say: Callable[[str], None] | None = print) -> dict[str, str]:
     """Put the arrays in the object store once, run one Tune trial per fold (concurrently as
-    resources allow) and collect the finished folds; {fold: error} of the failed ones."""
-    with ray_session(address):
-        job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
-        collector = FoldCollector(folds_dir, job.storage, epochs, say)
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
-            param_space={"fold": tune.grid_search(list(folds))},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=fold_concurrency(job, len(folds), address)),
-            run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
-                                      callbacks=[collector], verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=0)))
-        grid = tuner.fit()
+    resources allow) and collect the finished folds; {fold: error} of the failed ones. Runs in
+    the caller's `ray_session`."""
+    job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
+    collector = FoldCollector(folds_dir, job.storage, epochs, say)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
+        param_space={"fold": tune.grid_search(list(folds))},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=fold_concurrency(job, len(folds), address)),
+        run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
+                                  callbacks=[collector], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+    grid = tuner.fit()
     failed = dict(collector.errors)
     for result in grid:
         if result.error is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raylab.errors import DataError
-from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
+from raylab.runtime.fsutil import check_replaceable, replace_folder, temp_name, write_marker
 
 FORMAT_VERSION = 1
 WINDOWS_FILE = "windows.parquet"
@@ -103,7 +102,7 @@ class DatasetWriter:
         check_replaceable(self.out, "dataset", "raylab dataset", known=DATASET_FILES,
                           legacy=_written_before_the_marker)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp = self.out.parent / temp_name(self.out.name)
         self.tmp.mkdir()
         self.schema = window_schema(self.window_samples)
         self._writer = pq.ParquetWriter(self.tmp / WINDOWS_FILE, self.schema)

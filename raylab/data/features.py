@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import time
-import uuid
 import warnings
 from typing import Callable, Sequence
 
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from raylab.data.dataset import FEATURE_FILES, WINDOWS_FILE, filesystem_for, read_meta
 from raylab.errors import ConfigError, DataError
+from raylab.runtime.fsutil import temp_name
 
 KINDS = ("is10", "mfcc")
 IS10_DIM = 1582
@@ -149,7 +149,7 @@ def write_features(dataset_path: str | os.PathLike, kind: str, table: pa.Table) 
     """Write under a temporary name, then rename: a reader never sees half a file."""
     fs, root = filesystem_for(dataset_path)
     final = f"{root}/{FEATURE_FILES[kind]}"
-    tmp = f"{root}/.{FEATURE_FILES[kind]}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{root}/{temp_name(FEATURE_FILES[kind])}"
     try:
         with fs.open_output_stream(tmp) as stream:
             pq.write_table(table, stream, row_group_size=256)
@@ -278,8 +278,12 @@ def compute_features(dataset_path: str | os.PathLike, kinds: Sequence[str] = KIN
     if not todo:
         return report
     began = time.perf_counter()
-    values, bad, seconds = _run_tasks(dataset_path, meta, ids, tuple(todo), workers, progress,
-                                      address)
+    from raylab.data.ray_features import run_tasks
+    from raylab.runtime.ray_session import ray_session
+
+    with ray_session(address, include_dashboard=False, configure_logging=False,
+                     host_allocator=False):
+        values, bad, seconds = run_tasks(dataset_path, meta, ids, tuple(todo), workers, progress)
     wall = time.perf_counter() - began
     failures = []
     for kind, (params, status) in todo.items():
@@ -294,95 +298,3 @@ def compute_features(dataset_path: str | os.PathLike, kinds: Sequence[str] = KIN
     if failures:
         raise DataError(f"{dataset_path}: " + "; ".join(failures))
     return report
-
-
-def _run_tasks(dataset_path, meta, ids, kinds, workers, progress, address):
-    """Extract every window for `kinds`: a Ray task per chunk of windows, `workers` at once."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
-    try:
-        slots = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        total, sr = len(ids), int(meta["sample_rate"])
-        frames = mfcc_frames(int(meta["window_samples"]), sr)
-        shapes = {k: (IS10_DIM,) if k == "is10" else (N_MFCC, frames) for k in kinds}
-        values = {k: np.zeros((total, *shapes[k]), np.float32) for k in kinds}
-        bad = {k: [] for k in kinds}
-        seconds = dict.fromkeys(kinds, 0.0)
-        task = ray.remote(num_cpus=1)(_extract_chunk)
-        fns = ray.put({k: extractor(k) for k in kinds})  # looked up now: a replaced one travels
-        pending: dict = {}
-        chunk = max(1, min(64, -(-total // (slots * 4))))  # >= 4 chunks per slot balance the load
-        done = 0
-
-        def collect() -> None:  # wait for one task, file its rows
-            nonlocal done
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                first = pending.pop(ref)
-                for kind, (chunk_values, chunk_bad, took) in ray.get(ref).items():
-                    values[kind][first:first + len(chunk_values)] = chunk_values
-                    bad[kind].extend((first + row, why) for row, why in chunk_bad)
-                    seconds[kind] += took
-                done += len(chunk_values)
-                if progress is not None:
-                    progress(done, total)
-
-        for ref, start, stop, first in _audio_chunks(dataset_path, meta, chunk):
-            while len(pending) >= slots:
-                collect()
-            pending[task.remote(fns, ref, start, stop, sr, shapes)] = first
-        while pending:
-            collect()
-    finally:
-        if started:
-            ray.shutdown()
-    for kind in kinds:
-        bad[kind].sort()
-    return values, bad, seconds
-
-
-def _audio_chunks(dataset_path, meta, chunk):
-    """(object ref of a row group's int16 audio, start, stop, dataset row of audio[0]) per chunk;
-    each row group is read once and put in the object store once, shared by its chunks."""
-    import ray
-
-    fs, root = filesystem_for(dataset_path)
-    samples = int(meta["window_samples"])
-    with fs.open_input_file(f"{root}/{WINDOWS_FILE}") as handle:
-        reader = pq.ParquetFile(handle)
-        first = 0
-        for group in range(reader.num_row_groups):
-            column = reader.read_row_group(group, columns=["audio"]).column(0).combine_chunks()
-            audio = column.flatten().to_numpy().reshape(len(column), samples)  # (rows, samples)
-            ref = ray.put(audio)
-            for start in range(0, len(audio), chunk):
-                yield ref, start, min(start + chunk, len(audio)), first + start
-            first += len(audio)
-
-
-def _extract_chunk(fns: dict, audio: np.ndarray, start: int, stop: int, sr: int,
-                   shapes: dict) -> dict[str, tuple[np.ndarray, list, float]]:
-    """One Ray task: each kind's features of audio[start:stop] -> {kind: (values, bad, seconds)}."""
-    waves = audio[start:stop].astype(np.float32) / 32768.0  # int16 -> [-1, 1), (n, samples)
-    out = {}
-    for kind, fn in fns.items():
-        began = time.perf_counter()
-        values = np.zeros((len(waves), *shapes[kind]), np.float32)
-        bad = []
-        for row, wave in enumerate(waves):
-            try:
-                result = np.asarray(fn(wave, sr), dtype=np.float32)
-            except Exception as err:  # reported by window id, never written
-                bad.append((row, f"{type(err).__name__}: {err}"))
-                continue
-            if result.shape != shapes[kind]:
-                bad.append((row, f"shape {result.shape}, expected {shapes[kind]}"))
-            elif not np.isfinite(result).all():
-                bad.append((row, f"{int((~np.isfinite(result)).sum())} NaN/inf values"))
-            else:
-                values[row] = result
-        out[kind] = (values, bad, time.perf_counter() - began)
-    return out

@@ -183,7 +183,7 @@ def trial_flops(name: str, params: dict, train_windows: int = IEMOCAP_TRAIN,
                 val_windows: int = IEMOCAP_VAL) -> float:
     """FLOPs of one search trial (direct-convolution count): `epochs` × (a training pass in
     `update` mode + a validation pass). `params` is a flat parameter dict (`split_params`)."""
-    from raylab.train.loop import split_params
+    from raylab.train.params import split_params
 
     model, cfg = split_params(name, params)
     f = window_flops(name, model, cfg.update, cfg.batch_size)

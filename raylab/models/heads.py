@@ -16,6 +16,7 @@ from torch import nn
 
 from raylab import DIMENSIONS, NUM_CLASSES
 from raylab.errors import ConfigError
+from raylab.limits import limit_error
 from raylab.models.fftconv import CONV_IMPLS, make_conv1d
 
 CNN_KEYS = ("conv1_filters", "conv1_kernel", "pool1", "conv2_filters", "conv2_kernel", "pool2",
@@ -43,13 +44,21 @@ def xavier_init(module: nn.Module) -> None:
 def check_positive(**values: Any) -> None:
     """Architecture numbers must be positive integers (a `ConfigError` naming the key otherwise)."""
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}={value!r}: expected a positive integer")
+        message = limit_error(key, value) or (None if value >= 1 else
+                                              f"{key} must be at least 1, found {value}")
+        if message:
+            raise ConfigError(f"{key}={value!r}: {message}")
 
 
 def check_dropout(dropout: Any) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    """A probability in [0, 1), by the table of limits."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
         raise ConfigError(f"dropout={dropout!r}: expected a probability in [0, 1)")
+    message = limit_error("dropout", dropout)
+    if message:
+        raise ConfigError(f"dropout={dropout!r}: {message}")
 
 
 class ConvTrunk(nn.Module):

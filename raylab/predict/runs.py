@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from raylab.errors import ConfigError, DataError
+from raylab.report.layout import CHECKPOINT_FILE, FOLDS_DIR, RUN_FILE
 from raylab.runtime.tracking import RUN_DIR_TAG
 
-CHECKPOINT_FILE = "checkpoint.pt"
-RUN_FILE = "run.json"
 MLFLOW_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -53,7 +52,7 @@ def run_json(run_dir: Path) -> dict[str, Any]:
 
 def fold_checkpoints(run_dir: Path) -> dict[str, Path]:
     """{fold: checkpoint} of a run folder, in fold order."""
-    return {path.parent.name: path for path in sorted(run_dir.glob(f"folds/*/{CHECKPOINT_FILE}"))}
+    return {path.parent.name: path for path in sorted(run_dir.glob(f"{FOLDS_DIR}/*/{CHECKPOINT_FILE}"))}
 
 
 def mlflow_run_dir(run_id: str, results: Path) -> tuple[Path, str | None]:
@@ -78,7 +77,7 @@ def mlflow_run_dir(run_id: str, results: Path) -> tuple[Path, str | None]:
 
 def _enclosing_run(checkpoint: Path) -> Path | None:
     """The run folder of `<run>/folds/<SPEAKER>/checkpoint.pt`, if it is one."""
-    if checkpoint.parent.parent.name == "folds" and (checkpoint.parents[2] / RUN_FILE).exists():
+    if checkpoint.parent.parent.name == FOLDS_DIR and (checkpoint.parents[2] / RUN_FILE).exists():
         return checkpoint.parents[2]
     return None
 

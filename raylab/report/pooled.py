@@ -21,7 +21,7 @@ import pandas as pd
 
 from raylab import DIMENSIONS, NUM_CLASSES
 from raylab.errors import DataError
-from raylab.train import metrics
+from raylab.report import metrics
 
 RANDOM_BASELINE = 1.0 / NUM_CLASSES  # 0.200, the paper's "random guessing" row
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))

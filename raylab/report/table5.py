@@ -12,8 +12,6 @@ import csv
 import html
 import io
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,11 @@ import pandas as pd
 
 from raylab import DIMENSIONS
 from raylab.errors import ConfigError, DataError
+from raylab.report.layout import (FOLDS_DIR, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
+                                  TABLE_FILE, confusion_file)
 from raylab.report.pooled import RANDOM_BASELINE, summarize_predictions
+from raylab.runtime.fsutil import atomic_path, write_atomic
 
-RUN_FILE, SUMMARY_FILE, TABLE_FILE = "run.json", "summary.json", "table.md"
-FOLDS_DIR, SPLIT_FILE, PREDICTIONS_FILE = "folds", "split.json", "predictions.parquet"
 FORMATS = ("md", "csv", "html")
 ARCH_ORDER = ("elor", "lom", "ftr", "elor_ftr")  # the paper's row order
 # raylab.models.DISPLAY_NAMES (a test keeps them equal), not imported: `raylab report` needs no torch.
@@ -39,14 +38,6 @@ PAPER_TABLE5: dict[str, dict[str, tuple[float, float]]] = {
     "most_frequent": {"arousal": (0.408, 0.200), "valence": (0.392, 0.200)},
 }
 COLUMNS = [f"{dim}_{key}" for dim in ("arousal", "valence") for key in ("war", "uar")]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict:
@@ -90,8 +81,8 @@ def summarize_run(run_dir: Path) -> dict:
     the pooled predictions (`confusion_pooled_<dim>.png`) beside `run.json`."""
     import matplotlib.pyplot as plt
 
-    from raylab.train.fold import plot_confusion
-    from raylab.train.metrics import confusion
+    from raylab.report.metrics import confusion
+    from raylab.report.plots import plot_confusion
 
     run_dir = Path(run_dir)
     run = read_json(run_dir / RUN_FILE)
@@ -101,11 +92,9 @@ def summarize_run(run_dir: Path) -> dict:
         fig = plot_confusion(confusion(part["target"], part["predicted"]),
                              f"{run_dir.name}, {len(summary['folds'])} folds pooled, {dim}: "
                              f"WAR {figures['war']:.3f}, UAR {figures['uar']:.3f}")
-        path = run_dir / f"confusion_pooled_{dim}.png"
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        fig.savefig(tmp, format="png")
+        with atomic_path(run_dir / confusion_file(dim, pooled=True)) as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
-        os.replace(tmp, path)
     write_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     write_atomic(run_dir / TABLE_FILE, render_run(run, summary))
     return summary

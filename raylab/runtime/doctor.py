@@ -26,10 +26,9 @@ import pyarrow.parquet as pq
 
 from raylab.data.dataset import FORMAT_VERSION, META_FILE, WINDOWS_FILE, filesystem_for, read_meta
 from raylab.errors import DataError
-from raylab.runtime.settings import demo_data_dir
+from raylab.runtime.settings import STORAGE_ENV, demo_data_dir
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
-STORAGE_ENV = "RAYLAB_STORAGE"  # shared storage of cluster runs (read by search.driver, crossval.driver)
 SETUP_FIX = "make setup (or: pip install -r requirements.lock)"
 
 
@@ -113,31 +112,28 @@ def check_packages(requirements: Sequence[str] | None = None) -> list[Check]:
 
 def check_ray(address: str | None) -> Check:
     """Connect to `address` (or start a local Ray briefly) and report its CPUs, GPUs and nodes."""
-    import ray
+    from raylab.runtime.ray_session import (cluster_resources, is_running, live_nodes,
+                                            ray_session, ray_version)
 
-    where, started = "this process's Ray", False
+    if is_running():
+        where, session = "this process's Ray", {}
+    elif address:
+        where, session = f"cluster at {address}", {"address": address}
+    else:  # a new instance, never a running one
+        where = "this machine (local Ray)"
+        session = {"address": "local", "include_dashboard": False,
+                   "object_store_memory": 100 * 1024 * 1024}
     try:
-        if not ray.is_initialized():
-            if address:
-                _probe(address)
-                ray.init(address=address, log_to_driver=False)
-                where = f"cluster at {address}"
-            else:
-                ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                         object_store_memory=100 * 1024 * 1024)  # a new instance, never a running one
-                where = "this machine (local Ray)"
-            started = True
-        resources = ray.cluster_resources()
-        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        if address and session:
+            _probe(address)
+        with ray_session(**session, host_allocator=False):
+            resources, nodes = cluster_resources(), live_nodes()
     except Exception as err:  # ray raises ConnectionError, RuntimeError, ... for one cause
-        return Check("ray", FAIL, f"ray {ray.__version__}: cannot reach {address or 'a local Ray'}: "
+        return Check("ray", FAIL, f"ray {ray_version()}: cannot reach {address or 'a local Ray'}: "
                      f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
                      "start the cluster (ray up CLUSTER.yaml) and run on its head with "
                      "--address auto, or unset RAY_ADDRESS to use this machine")
-    finally:
-        if started:
-            ray.shutdown()
-    return Check("ray", OK, f"ray {ray.__version__}, {where}: {resources.get('CPU', 0):g} CPUs, "
+    return Check("ray", OK, f"ray {ray_version()}, {where}: {resources.get('CPU', 0):g} CPUs, "
                  f"{resources.get('GPU', 0):g} GPUs, {nodes} node{'s' if nodes != 1 else ''}")
 
 

@@ -1,4 +1,10 @@
-"""Replacing an output folder whole, and only when it is ours to replace.
+"""Writing files and folders whole: the one atomic writer, and replacing an output folder only
+when it is ours to replace.
+
+Every file raylab writes goes through `write_atomic` (or `atomic_path` for writers that want a
+path, such as `savefig`, `to_parquet`, `torch.save`): it is written under a temporary name unique to
+the writer (`temp_name`), then renamed into place, so a reader never sees half a file and two
+writers never share a temporary file.
 
 A folder raylab writes whole (a dataset, an analysis folder, the demo corpus) gets a marker file,
 `.raylab-folder`: JSON with the key `"raylab_folder": "v1"`, the kind of folder and the names of
@@ -11,17 +17,62 @@ one file named `meta.json` among a user's files no longer makes a folder ours.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, Iterator
 
 from raylab.errors import ConfigError
 
 MARKER_FILE = ".raylab-folder"
 MARKER_KEY, MARKER_VERSION = "raylab_folder", "v1"
+
+
+def temp_name(name: str) -> str:
+    """A hidden name beside `name`, unique to this writer: `.<name>.tmp-<8 hex digits>`."""
+    return f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed to `path` when the block succeeds,
+    removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(temp_name(path.name))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write a whole file (text or bytes) under a temporary name, then rename it into place."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, kind: str) -> Iterator[Path]:
+    """A temporary folder beside `out` that, marked as a `kind` folder, replaces `out` whole when
+    the block succeeds; removed when it fails."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / temp_name(out.name)
+    tmp.mkdir()
+    try:
+        yield tmp
+        write_marker(tmp, kind)
+        replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_marker(folder: Path, kind: str) -> None:

@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 
 from raylab.errors import ConfigError
+from raylab.report.layout import RUN_FILE
 
 RESULTS_ENV = "RAYLAB_RESULTS"
 DEFAULT_RESULTS = "results"
 DEMO_DATA_ENV = "RAYLAB_DEMO_DATA"
+STORAGE_ENV = "RAYLAB_STORAGE"  # Ray Tune/Train state shared by a cluster's nodes
 
 
 def results_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -39,8 +41,6 @@ def check_run_name(name: str) -> str:
 def run_folder(results: Path, name: str, kind: str) -> Path:
     """`<results>/<name>` for a run of `kind` (a key of RUN_KINDS): the name checked, and a folder
     there that is not a run of the same kind (another kind, or no run.json) refused, never reused."""
-    from raylab.report.table5 import RUN_FILE
-
     folder = Path(results) / check_run_name(name)
     if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
         try:
@@ -55,6 +55,12 @@ def run_folder(results: Path, name: str, kind: str) -> Path:
             raise ConfigError(f"--name {name}: {folder} holds a {RUN_KINDS[found]} of "
                               f"{run.get('arch')!r}, not a {RUN_KINDS[kind]}; choose another --name")
     return folder
+
+
+def storage_root(results: Path) -> str:
+    """Ray Tune/Train's storage: `$RAYLAB_STORAGE` (s3://, gs://, an NFS path; shared, for
+    clusters) or `<results>/ray`."""
+    return os.environ.get(STORAGE_ENV) or str(Path(results).resolve() / "ray")
 
 
 def demo_data_dir(results: Path) -> Path:

@@ -23,9 +23,11 @@ import shutil
 import sqlite3
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+from raylab.errors import ConfigError
+from raylab.runtime.fsutil import atomic_path, temp_name
 
 DEFAULT_EXPERIMENT = "raylab"
 DB_FILE = "mlflow.db"
@@ -82,18 +84,14 @@ def _template() -> Path | None:
     template = cache / f"mlflow-{mlflow.__version__}-empty.db"
     if template.exists():
         return template
-    tmp = cache / f".{template.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        mlflow.MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates
-        with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-            # MLflow recreates its "Default" experiment, with the right folder, on first opening
-            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
-        os.replace(tmp, template)
+        with atomic_path(template) as tmp:
+            mlflow.MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates
+            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+                # MLflow recreates its "Default" experiment, with the right folder, on first opening
+                con.execute("DELETE FROM experiments WHERE experiment_id = 0")
     except Exception:  # only a shortcut: MLflow then creates the store itself
         return None
-    finally:
-        tmp.unlink(missing_ok=True)
     return template
 
 
@@ -108,7 +106,7 @@ def _ensure_store(uri: str) -> None:
     if template is None:
         return  # MLflow creates and migrates the file itself
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(temp_name(path.name))
     try:
         shutil.copyfile(template, tmp)
         os.link(tmp, path)  # never replaces a store another process has just created
@@ -303,6 +301,14 @@ def log_artifacts(folder: str | os.PathLike, artifact_path: str | None = None) -
 
 def log_figure(figure: Any, name: str) -> None:
     current_run().log_figure(figure, name)
+
+
+def check_store_reachable(uri: str | None, nodes: int) -> None:
+    """Refuse a SQLite MLflow store (a file on the driver) when Ray spans several nodes."""
+    if uri and uri.startswith("sqlite:") and nodes > 1:
+        raise ConfigError(f"MLflow store {uri} is a file on this machine, which runs on the "
+                          f"other {nodes - 1} node(s) of the Ray cluster cannot reach; set "
+                          "MLFLOW_TRACKING_URI to the cluster's tracking server, or pass --no-track")
 
 
 def ui_command(uri: str) -> str:

@@ -5,14 +5,15 @@ No Ray here: `raylab.search.driver` fills these from Ray Tune's results; `raylab
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from raylab.report.layout import BEST_FILE
+from raylab.runtime.fsutil import write_atomic
 
 TOP_K = 5
 
@@ -62,20 +63,7 @@ def write_best(run_dir: Path, arch: str, metric: str, trial: TrialSummary) -> Pa
     """`best.yaml`: the best configuration, flat, in the form `raylab train --config` reads."""
     doc = {"arch": arch, "metric": metric, "value": float(trial.value),
            "trial_id": trial.trial_id, "params": plain(trial.params)}
-    return write_text(run_dir / "best.yaml", yaml.safe_dump(doc, sort_keys=False))
-
-
-def write_json(path: Path, doc: dict) -> Path:
-    return write_text(path, json.dumps(plain(doc), indent=2) + "\n")
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write through a temporary name and rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(run_dir / BEST_FILE, yaml.safe_dump(doc, sort_keys=False))
 
 
 def plain(value: Any) -> Any:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import yaml
 
 from raylab.errors import ConfigError
+from raylab.limits import limit_error
+from raylab.train.params import PAPER_HPARAMS, TrainConfig, read_yaml, split_params
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,17 +35,6 @@ ENTRY_KEYS = {"float": {"type", "low", "high", "log", "q"},
               "int": {"type", "low", "high", "log", "step"},
               "choice": {"type", "values"}}
 NOT_SEARCHABLE = {"device"}  # chosen by the trial's resources, never a hyperparameter
-# Hard limits of each hyperparameter, (low, high, low_open, high_open), for the search-space parser
-# and the trainer (`TrainConfig`) alike: a value or bound outside is an error. Every numeric
-# parameter must also be finite. The upper bounds are far beyond any useful value (SGD with lr > 10
-# or alpha_w > 1 only diverges) and stop a typo such as lr=1e30 before it trains to NaN.
-LIMITS = {
-    "lr": (0.0, 10.0, True, False), "l2": (0.0, 1.0, False, False),
-    "lr_decay": (0.0, 1.0, True, False), "momentum": (0.0, 1.0, False, True),
-    "dropout": (0.0, 1.0, False, True), "batch_size": (1, 1_000_000, False, False),
-    "epochs": (1, 100_000, False, False),
-}
-POSITIVE_INT_PREFIXES = ("conv", "pool", "hidden")  # filters, kernels, pools, hidden sizes >= 1
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
@@ -159,17 +150,7 @@ def default_space_file(arch: str) -> Path:
 def load_search_space(path: str | Path, arch: str | None = None) -> SearchSpace:
     """Read and validate a search-space file; `arch`, when given, must match the file's."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the search-space file ({err.strerror})") from err
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(err, 'problem', err)}") from err
-    space = parse_search_space(raw, str(path))
+    space = parse_search_space(read_yaml(path, "the search-space file"), str(path))
     if arch is not None and space.arch != arch:
         raise ConfigError(f"{path}: arch: the file is for {space.arch!r}, not {arch!r}")
     return space
@@ -223,8 +204,6 @@ def _check_trainable(arch: str, start: dict, fixed: dict, params: tuple[Param, .
                      err: "_Errors") -> None:
     """Values a trial hands to the trainer must pass its own rules (e.g. `update`), so that a bad
     one fails here, before Ray starts, rather than in every trial and each of its retries."""
-    from raylab.train.loop import split_params
-
     def check(key: str, values: dict) -> None:
         try:
             split_params(arch, values)
@@ -261,7 +240,6 @@ def known_params(arch: str) -> dict[str, Any]:
     """Every flat parameter `arch` takes, with its default (model defaults + Tables 1-4)."""
     from raylab.models import SHAPE_KEYS, model_defaults
     from raylab.models.presets import DEFAULT_PRESET
-    from raylab.train.loop import PAPER_HPARAMS, TrainConfig
 
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.name not in NOT_SEARCHABLE}
@@ -274,7 +252,6 @@ def paper_values(arch: str, preset: str | None = None) -> dict[str, Any]:
     `preset`) for the network."""
     from raylab.models import SHAPE_KEYS, model_defaults
     from raylab.models.presets import DEFAULT_PRESET, preset_values
-    from raylab.train.loop import PAPER_HPARAMS
 
     model = model_defaults(arch) | preset_values(arch, preset or DEFAULT_PRESET)
     model = {k: v for k, v in model.items() if k not in SHAPE_KEYS}
@@ -399,25 +376,6 @@ def _check_value(name: str, value: Any, default: Any, key: str, err: _Errors) ->
     else:
         err.number(value, key)
     _check_limits(name, value, key, err)
-
-
-def limit_error(name: str, value: Any) -> str | None:
-    """Why a number is not a valid value of parameter `name` (None when it is): not finite, or
-    outside its LIMITS, or below 1 for a size. Values that are not numbers are not judged here."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not math.isfinite(value):
-        return f"{name} must be a finite number, found {value}"
-    if name in LIMITS:
-        low, high, low_open, high_open = LIMITS[name]
-        below = value <= low if low_open else value < low
-        above = value >= high if high_open else value > high
-        if below or above:
-            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-            return f"{name} must lie in {lo}{low:g}, {high:g}{hi}, found {value}"
-    elif name.startswith(POSITIVE_INT_PREFIXES) and value < 1:
-        return f"{name} must be at least 1, found {value}"
-    return None
 
 
 def _check_limits(name: str, value: float, key: str, err: _Errors) -> None:

@@ -8,7 +8,6 @@ training split (or None) and free-form `extra` (fold, training settings, dataset
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ from torch import nn
 from raylab import DIMENSIONS, NUM_CLASSES, SAMPLE_RATE
 from raylab.errors import DataError
 from raylab.models import build_model
+from raylab.report.layout import CHECKPOINT_FILE
+from raylab.runtime.fsutil import atomic_path
 
-CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 LABELS = {"dimensions": list(DIMENSIONS), "classes": NUM_CLASSES,
           "scheme": "class = rating - 1 (ratings 1..5)"}
@@ -61,15 +61,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, name: str,
         "feature_stats": _stats_to_file(feature_stats),
         "extra": extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_model(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

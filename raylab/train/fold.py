@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,11 +22,16 @@ from raylab import DIMENSIONS, NUM_CLASSES
 from raylab.data.dataset import Dataset, load_dataset
 from raylab.errors import ConfigError, DataError
 from raylab.models import SHAPE_KEYS, build_model, model_class
+from raylab.report.layout import (CHECKPOINT_FILE, CONFIG_FILE, FOLDS_DIR, METRICS_FILE,
+                                  PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, RunRecord, confusion_file)
+from raylab.report.plots import plot_confusion
 from raylab.report.pooled import collapsed_folds
 from raylab.report.table5 import collapse_note
+from raylab.runtime.fsutil import atomic_path, write_atomic
 from raylab.train.folds import FoldSplit, fold_split
-from raylab.train.loop import ArraySet, EpochReport, fit, predict, split_params
-from raylab.train.metrics import confusion, majority_label, most_frequent_baseline, summarize
+from raylab.train.loop import ArraySet, EpochReport, fit, predict
+from raylab.train.params import split_params
+from raylab.report.metrics import confusion, majority_label, most_frequent_baseline, summarize
 
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))
 PREDICTION_COLUMNS = ("window_id", "utterance_id", "speaker", "fold", "dimension", "target",
@@ -189,38 +193,6 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
     return result
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def plot_confusion(matrix: np.ndarray, title: str):
-    """A labelled confusion-matrix figure (counts, row = target class)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=100)
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > matrix.max() / 2 else "black", fontsize=9)
-    ticks = range(matrix.shape[0])
-    ax.set_xticks(ticks, [str(k + 1) for k in ticks])
-    ax.set_yticks(ticks, [str(k + 1) for k in ticks])
-    ax.set_xlabel("predicted rating (class + 1)")
-    ax.set_ylabel("annotated rating (class + 1)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str, Path]:
     """Write a fold's checkpoint.pt, predictions.parquet, metrics.json, split.json and
     confusion_<dim>.png into `folder` (each under a temporary name, then renamed)."""
@@ -234,12 +206,11 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
     extra = {"fold": result.test_speaker, "train_config": result.train_config,
              "dataset": attrs.get("dataset"), "evaluator": attrs.get("evaluator")}
     paths = {"checkpoint": save_checkpoint(
-        folder / "checkpoint.pt", result.model, result.name, result.feature_stats, extra,
+        folder / CHECKPOINT_FILE, result.model, result.name, result.feature_stats, extra,
         sample_rate=attrs.get("sample_rate"), window_samples=attrs.get("window_samples"))}
     split = result.split
     split_doc = {**result.split_info, "train_majority": result.train_majority}
-    paths["split"] = _write_atomic(folder / "split.json",
-                                   lambda p: p.write_text(json.dumps(split_doc, indent=2) + "\n"))
+    paths["split"] = write_atomic(folder / SPLIT_FILE, json.dumps(split_doc, indent=2) + "\n")
     metrics = {"arch": result.name, "fold": result.test_speaker, "test": result.test_metrics,
                "val": result.val_metrics, "history": result.history, "windows": split.counts(),
                "train_config": result.train_config, "model_config": dict(result.model.config),
@@ -255,13 +226,15 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
             m = result.test_metrics[dim]
             fig = plot_confusion(matrix, f"{result.name} test {result.test_speaker}, {dim}: "
                                          f"WAR {m['war']:.3f}, UAR {m['uar']:.3f}")
-            paths[f"confusion_{dim}"] = _write_atomic(
-                folder / f"confusion_{dim}.png", lambda p: fig.savefig(p, format="png"))
+            paths[f"confusion_{dim}"] = folder / confusion_file(dim)
+            with atomic_path(paths[f"confusion_{dim}"]) as tmp:
+                fig.savefig(tmp, format="png")
             plt.close(fig)
-        paths["predictions"] = _write_atomic(folder / "predictions.parquet",
-                                             lambda p: frame.to_parquet(p, index=False))
-    paths["metrics"] = _write_atomic(
-        folder / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=2, default=float) + "\n"))
+        paths["predictions"] = folder / PREDICTIONS_FILE
+        with atomic_path(paths["predictions"]) as tmp:
+            frame.to_parquet(tmp, index=False)
+    paths["metrics"] = write_atomic(folder / METRICS_FILE,
+                                    json.dumps(metrics, indent=2, default=float) + "\n")
     return paths
 
 
@@ -348,20 +321,19 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
         config = {"arch": arch, "params": resolved_params(result), "dataset": data,
                   "fold": fold, "device": device}
         run.log_params({k: v for k, v in result.model.config.items() if k in SHAPE_KEYS})
-        fold_dir = run_dir / "folds" / fold
+        fold_dir = run_dir / FOLDS_DIR / fold
         save_fold_outputs(result, fold_dir)
-        _write_atomic(run_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
-        info = {"kind": "train-local", "arch": arch, "dataset": data,
-                "evaluator": dataset.meta.get("evaluator"), "windows": len(dataset),
-                "mlflow_run_id": run.run_id, "folds": [fold], "name": name,
-                "test": result.test_metrics}
-        _write_atomic(run_dir / "run.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
+        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        info = RunRecord("train-local", name, arch, data, run.run_id,
+                         evaluator=dataset.meta.get("evaluator"), windows=len(dataset),
+                         folds=[fold], test=result.test_metrics)
+        write_atomic(run_dir / RUN_FILE, info.to_json())
         run.log_metrics(result.flat_test_metrics(), step=len(result.history))
-        run.log_artifact(run_dir / "config.yaml")
-        run.log_artifact(run_dir / "run.json")
-        run.log_artifacts(fold_dir, f"folds/{fold}")
+        run.log_artifact(run_dir / CONFIG_FILE)
+        run.log_artifact(run_dir / RUN_FILE)
+        run.log_artifacts(fold_dir, f"{FOLDS_DIR}/{fold}")
         if run.enabled:
             from raylab.predict.mlflow_model import log_model
 
-            log_model(run, {fold: fold_dir / "checkpoint.pt"})
+            log_model(run, {fold: fold_dir / CHECKPOINT_FILE})
     return LocalRun(name, run_dir, result, run.run_id, tracker.uri)

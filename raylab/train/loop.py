@@ -19,12 +19,10 @@ The training loss reported per epoch is the mean over batches of the two heads' 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -33,128 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from raylab import DIMENSIONS
-from raylab.search.space import limit_error
-from raylab.errors import ConfigError, DataError, DivergedError
-from raylab.train.metrics import per_dimension
-from raylab.models import model_defaults
-from raylab.models.presets import DEFAULT_PRESET, preset_values
-from raylab.train.metrics import per_dimension
+from raylab.errors import DataError, DivergedError
+from raylab.report.metrics import per_dimension
+from raylab.train.params import TrainConfig
 
-__all__ = ["TrainConfig", "PAPER_HPARAMS", "UPDATES", "split_params", "load_params_file",
-           "ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
-
-UPDATES = ("alternate", "joint")
-# Tables 1-4 of the paper: batch size, learning rate, epochs, decay per epoch, momentum, alpha_w.
-PAPER_HPARAMS: dict[str, dict[str, Any]] = {
-    "elor": dict(batch_size=15, lr=0.006, epochs=9, lr_decay=0.9, momentum=0.65, l2=1e-9),
-    "lom": dict(batch_size=5, lr=0.08, epochs=14, lr_decay=0.75, momentum=0.7, l2=0.001),
-    "ftr": dict(batch_size=30, lr=0.00004, epochs=16, lr_decay=0.99, momentum=0.65, l2=3.4e-8),
-    "elor_ftr": dict(batch_size=15, lr=0.005, epochs=6, lr_decay=0.9, momentum=0.65, l2=1e-9),
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (defaults: Table 1, ELoR). `amp`: bf16 autocast, used on CUDA only.
-    `compile`: train through `torch.compile(model)` (pays on long trials; see bench/fast_path.py).
-    """
-
-    batch_size: int = 15
-    lr: float = 0.006
-    epochs: int = 9
-    lr_decay: float = 0.9
-    momentum: float = 0.65
-    l2: float = 1e-9
-    update: str = "alternate"
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = True
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            message = limit_error(f.name, getattr(self, f.name))  # the one table of limits
-            if message:
-                raise ConfigError(f"{f.name}={getattr(self, f.name)!r}: {message}")
-        if self.update not in UPDATES:
-            raise ConfigError(f"update={self.update!r}: expected one of {', '.join(UPDATES)}")
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """`value` as the type of `default` (YAML reads 1e-9 as a string; --set gives strings)."""
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if isinstance(default, int):
-            number = float(value) if isinstance(value, str) else value
-            if isinstance(number, bool) or not float(number).is_integer():
-                raise ValueError
-            return int(number)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
-        kind = type(default).__name__
-        raise ConfigError(f"{key}={value!r}: expected {'an' if kind == 'int' else 'a'} {kind}") from None
-
-
-def split_params(name: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
-    """A flat parameter dict -> (all constructor arguments of `name`, TrainConfig).
-
-    Missing keys take the network's defaults (or those of `preset`, `raylab.models.presets`) and
-    the paper's Tables 1-4; an unknown key is a ConfigError listing the valid ones.
-    """
-    model = model_defaults(name)
-    train = {f.name: f.default for f in dataclasses.fields(TrainConfig)} | PAPER_HPARAMS[name]
-    unknown = sorted(set(params) - set(model) - set(train) - {"preset"})
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) for {name}: {', '.join(unknown)}; valid: "
-                          f"{', '.join(list(train) + list(model))}, preset")
-    model |= preset_values(name, params.get("preset", DEFAULT_PRESET))
-    pick = lambda defaults: {k: _coerce(k, params[k], d) if k in params else d  # noqa: E731
-                             for k, d in defaults.items()}
-    model_kwargs = pick(model)
-    for key in params:
-        message = limit_error(key, model_kwargs[key]) if key in model_kwargs else None
-        if message:
-            raise ConfigError(f"{key}={params[key]!r}: {message}")
-    return model_kwargs, TrainConfig(**pick(train))
-
-
-def load_params_file(path: str | Path, arch: str) -> dict[str, Any]:
-    """The flat `params` of a YAML file with keys `arch` and `params` (e.g. a search's best.yaml).
-
-    Other top-level keys (the search's metric and score) are ignored; the parameters are checked
-    with `split_params`.
-    """
-    import yaml
-
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(doc, dict) or "params" not in doc:
-        raise ConfigError(f"{path}: expected a mapping with keys 'arch' and 'params'")
-    if doc.get("arch") != arch:
-        raise ConfigError(f"{path}: arch: the file is for {doc.get('arch')!r}, not {arch!r}")
-    params = doc["params"] or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: params: expected a flat mapping, found {type(params).__name__}")
-    try:
-        split_params(arch, params)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: params: {err}") from None
-    return dict(params)
-
+__all__ = ["ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
 
 @dataclass
 class ArraySet:

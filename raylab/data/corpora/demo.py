@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import uuid
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,7 @@ import numpy as np
 
 from raylab.data.corpora.windows import SAMPLE_RATE
 from raylab.errors import ConfigError
-from raylab.runtime.fsutil import check_replaceable, replace_folder, write_marker
+from raylab.runtime.fsutil import check_replaceable, staged_folder
 
 DEMO_VERSION = 1
 MARKER_FILE = "raylab-demo.json"
@@ -157,18 +155,13 @@ def write_demo_corpus(out: str | Path, *, seed: int = 0, speakers: int = 10,
     out = Path(out).expanduser().resolve()
     check_replaceable(out, "demo-corpus", "demo corpus", legacy=_written_before_the_marker)
     turns = plan_turns(seed, speakers, turns_per_speaker, seconds)
-    final, out = out, out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_turns(out, turns, seed)
+    with staged_folder(out, "demo-corpus") as tmp:
+        _write_turns(tmp, turns, seed)
         marker = {"generator": "raylab.corpora.demo", "version": DEMO_VERSION, "seed": seed,
                   "speakers": speakers, "turns_per_speaker": turns_per_speaker, "seconds": list(seconds),
                   "cues": CUES}
-        (out / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
-        write_marker(out, "demo-corpus")
-        replace_folder(out, final)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    return final
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    return out
 
 
 def _written_before_the_marker(entries: set[str]) -> bool:

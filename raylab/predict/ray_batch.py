@@ -76,7 +76,7 @@ def predict_paths(predictor: Predictor, paths: list[str], skip_invalid: bool = F
     files = [path for path, why in listed if not why]
     use_ray = workers != 1 and len(files) > RAY_MIN_FILES
     if use_ray:
-        from raylab.crossval.ray_train import ray_session
+        from raylab.runtime.ray_session import ray_session
 
         session = ray_session(None)
     else:

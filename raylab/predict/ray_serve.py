@@ -101,3 +101,10 @@ def start(app, host: str = "127.0.0.1", port: int = 8000) -> str:
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{host}:{port}/"
+
+
+def stop() -> None:
+    """Shut the Serve instance down (its replicas and HTTP proxy)."""
+    from ray import serve
+
+    serve.shutdown()

@@ -1,0 +1,70 @@
+"""Ray, started in one place: `ray_session`, the only `ray.init` of raylab, and what the drivers
+ask of the running cluster.
+
+A command enters `ray_session(address, ...)` once, at its edge (the driver of `raylab tune`,
+`raylab train`, `raylab features`, the `raylab doctor` check); everything below it finds Ray
+running. Ray's workers get the host-allocator settings of `raylab.runtime.hostmem` in the job's
+runtime_env.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import ray
+
+from raylab.runtime import hostmem
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, log_to_driver: bool = False,
+                logging_level: str | None = None, configure_logging: bool = True,
+                include_dashboard: bool | None = None, object_store_memory: int | None = None,
+                host_allocator: bool = True) -> Iterator[None]:
+    """Join the running Ray (tests, notebooks), the cluster at `address` ("auto", HOST:PORT), or
+    start one on this machine (`address` None; "local" always starts a new one). Ray is shut
+    down on leaving only when it was started here. `log_to_driver` prints the workers' output
+    here; `host_allocator` False keeps `hostmem`'s settings out of the workers' environment."""
+    started = not ray.is_initialized()
+    if started:
+        options = {"logging_level": logging_level, "include_dashboard": include_dashboard,
+                   "object_store_memory": object_store_memory}
+        ray.init(address=address, log_to_driver=log_to_driver, configure_logging=configure_logging,
+                 runtime_env=hostmem.ray_runtime_env() if host_allocator else None,
+                 **{key: value for key, value in options.items() if value is not None})
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def cluster_resources() -> dict[str, float]:
+    """The running cluster's resources ({"CPU": ..., "GPU": ..., ...})."""
+    return ray.cluster_resources()
+
+
+def live_nodes() -> int:
+    """Nodes of the running Ray cluster that are alive."""
+    return sum(bool(node["Alive"]) for node in ray.nodes())
+
+
+def cluster_gpus() -> float:
+    """GPUs of the running Ray cluster, or the most its autoscaler may add, whichever is more."""
+    from ray._private.state import state  # Ray Train's own pre-start check reads the same
+
+    now = float(ray.cluster_resources().get("GPU", 0.0))
+    try:
+        most = float((state.get_max_resources_from_cluster_config() or {}).get("GPU", 0))
+    except Exception:  # no autoscaler config (a local Ray), or an older GCS
+        most = 0.0
+    return max(now, most)
+
+
+def is_running() -> bool:
+    """Whether this process is already connected to a Ray."""
+    return ray.is_initialized()
+
+
+def ray_version() -> str:
+    return ray.__version__

@@ -1,0 +1,300 @@
+"""The Ray Tune side of the search: the Tuner, its trials and the summary of their results.
+
+`execute` puts the dataset's arrays in the object store once, opens the search's MLflow parent run,
+runs (or restores) the Tuner of HyperOptSearch trials and writes `best.yaml` and run.json;
+`raylab.search.driver` resolves and checks everything before it, and holds the Ray session.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import ray
+from ray import tune
+
+from raylab.errors import DataError
+from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
+from raylab.runtime.fsutil import write_atomic
+from raylab.runtime.ray_session import live_nodes
+from raylab.runtime.tracking import check_store_reachable
+from raylab.search.results import SearchResult, TrialSummary, plain, write_best
+from raylab.search.space import SearchSpace, dump_search_space, paper_values
+
+TUNE_STATUS = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}  # others: cut off by an interruption
+# Our metric names -> the keys of `raylab.train.loop.EpochReport.val` (raylab.report.metrics.per_dimension).
+VAL_KEYS = {"val_acc_mean": "mean_war", "val_uar_mean": "mean_uar", "val_loss": "loss",
+            "val_acc_valence": "valence_war", "val_acc_arousal": "arousal_war",
+            "val_uar_valence": "valence_uar", "val_uar_arousal": "arousal_uar"}
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What a trial needs besides its sampled configuration; travels with `tune.with_parameters`."""
+
+    arch: str
+    fixed: dict
+    test_speaker: str
+    metric: str
+    cpus: float
+    gpus: float
+    device: str | None
+    tracking_uri: str | None
+    parent_run_id: str | None
+    search_name: str
+
+
+def hyperopt_space(space: SearchSpace) -> dict:
+    """The flat hyperopt expression of every searched parameter (no nested choices)."""
+    from hyperopt import hp
+    from hyperopt.pyll import scope
+
+    out = {}
+    for p in space.params:
+        if p.type == "choice":
+            out[p.name] = hp.choice(p.name, list(p.values))
+        elif p.type == "int" and p.log:
+            out[p.name] = scope.int(hp.qloguniform(p.name, math.log(p.low), math.log(p.high), 1))
+        elif p.type == "int":  # bounds are multiples of the step (checked), so draws stay inside
+            out[p.name] = scope.int(hp.quniform(p.name, p.low, p.high, p.step or 1))
+        elif p.log:
+            out[p.name] = (hp.qloguniform(p.name, math.log(p.low), math.log(p.high), p.step)
+                           if p.step else hp.loguniform(p.name, math.log(p.low), math.log(p.high)))
+        else:
+            out[p.name] = (hp.quniform(p.name, p.low, p.high, p.step) if p.step
+                           else hp.uniform(p.name, p.low, p.high))
+    return out
+
+
+def can_restore(experiment_path: str) -> bool:
+    """Whether Ray Tune holds the state of an experiment there (a search to resume)."""
+    return tune.Tuner.can_restore(experiment_path)
+
+
+def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: str,
+             state: RunRecord | None, seed: int, scheduler: str, cpus: float, gpus: float,
+             results: Path, track: bool, max_failures: int, device: str | None,
+             callbacks: tuple) -> SearchResult:
+    from raylab.runtime.tracking import Tracker
+
+    experiment_path = f"{storage.rstrip('/')}/{name}"
+    fixed = {"seed": seed, **space.fixed}
+    tracker = Tracker(results, enabled=track)
+    check_store_reachable(tracker.uri, live_nodes())
+    arrays, test_speaker = _load_arrays(space.arch, data, fixed["seed"])
+    arrays_ref = ray.put(arrays)  # once; each node fetches it once and its trials map the pages
+    del arrays
+    parent_id = state.mlflow_run_id if state else None
+    try:
+        with tracker.start_run(name, tags={"raylab.kind": "search", "raylab.arch": space.arch,
+                                           "raylab.run_dir": str(run_dir)},
+                               run_id=parent_id) as parent:
+            record = RunRecord("search", name, space.arch, data, parent.run_id,
+                               num_samples=space.num_samples, seed=seed, scheduler=scheduler,
+                               metric=space.metric, mode=space.mode,
+                               experiment_path=experiment_path, test_speaker=test_speaker)
+            if state is None:
+                write_atomic(run_dir / SPACE_FILE, dump_search_space(space))
+                write_atomic(run_dir / RUN_FILE, record.to_json())
+                parent.log_params({"arch": space.arch, "dataset": data, "seed": seed,
+                                   "scheduler": scheduler, "num_samples": space.num_samples,
+                                   "metric": space.metric, "cpus_per_trial": cpus,
+                                   "gpus_per_trial": gpus, "max_concurrent": space.max_concurrent,
+                                   **{f"fixed.{k}": v for k, v in fixed.items()}})
+                parent.log_artifact(run_dir / SPACE_FILE)
+            context = TrialContext(space.arch, fixed, test_speaker, space.metric, cpus, gpus,
+                                   device, tracker.uri, parent.run_id, name)
+            trainable = tune.with_resources(
+                tune.with_parameters(_trial, arrays=arrays_ref, context=context),
+                {"cpu": cpus, "gpu": gpus})
+            if state is None:
+                tuner = _new_tuner(trainable, space, name, storage, seed, scheduler,
+                                   max_failures, callbacks)
+            else:
+                recorded = {t.trial_id: TUNE_STATUS.get(t.status, "UNFINISHED")
+                            for t in tune.ExperimentAnalysis(experiment_path).trials}
+                _settle_children(tracker, parent.run_id, recorded)
+                tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
+                                           resume_errored=False, restart_errored=False)
+            with _legacy_output():
+                grid = tuner.fit()
+            result = _summarize(grid, space, fixed, name, run_dir, experiment_path,
+                                parent.run_id, tracker.uri)
+            if result.best is not None:
+                best = write_best(run_dir, space.arch, space.metric, result.best)
+                result = dataclasses.replace(result, best_file=best)
+                parent.log_artifact(best)
+                parent.log_metrics({f"best_{space.metric}": result.best.value})
+            record.complete = result.complete
+            record.best_trial = getattr(result.best, "trial_id", None)
+            write_atomic(run_dir / RUN_FILE, record.to_json())
+            parent.set_tags({"raylab.complete": result.complete,
+                             "raylab.trials_failed": sum(t.status == "FAILED"
+                                                         for t in result.trials)})
+            _settle_children(tracker, parent.run_id, {t.trial_id: t.status for t in result.trials})
+            if not result.complete:
+                raise _Interrupted  # the parent run ends KILLED, as after Ctrl-C
+    except _Interrupted:
+        pass
+    return result
+
+
+@contextlib.contextmanager
+def _legacy_output() -> Iterator[None]:
+    """Ray's CLIReporter (our columns) instead of its newer default output, during one fit."""
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = before or "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+
+
+def _settle_children(tracker: Any, parent_id: str | None, statuses: dict[str, str]) -> None:
+    """Make the trials' child runs agree with Tune's record: a trial the interruption cut off
+    ends KILLED (it starts again on --resume, in a new child run); a finished or failed trial
+    whose process Ray ended before it closed its run gets that status."""
+    if not (tracker.enabled and parent_id and statuses):
+        return
+    client = tracker.client
+    experiment = client.get_run(parent_id).info.experiment_id
+    for run in client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+        status = statuses.get(run.data.tags.get("raylab.trial_id"))
+        if status == "UNFINISHED" and run.info.status != "KILLED":
+            client.set_tag(run.info.run_id, "raylab.interrupted", "true")
+            client.set_terminated(run.info.run_id, "KILLED")
+        elif status in ("FINISHED", "FAILED") and run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Raised inside the parent run when Tune stopped early, so that MLflow records it KILLED."""
+
+
+def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str]:
+    """The network's arrays of the whole dataset and the speaker the search never sees."""
+    from raylab.data.dataset import load_dataset
+    from raylab.models import model_class
+    from raylab.train.fold import build_arrays
+    from raylab.train.folds import check_no_leakage, search_split
+
+    dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
+    split = search_split(dataset.speaker, seed)
+    check_no_leakage(split, dataset.speaker)
+    if len(split.val_idx) == 0:
+        raise DataError(f"{data}: too few windows for a validation set "
+                        f"({len(split.train_idx)} training windows)")
+    return build_arrays(dataset, arch, waveform_dtype="int16"), split.test_speaker
+
+
+def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed: int,
+               scheduler: str, max_failures: int, callbacks: tuple) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    searcher = HyperOptSearch(hyperopt_space(space), metric=space.metric, mode=space.mode,
+                              points_to_evaluate=[dict(space.start)],
+                              n_initial_points=space.n_initial_points, random_state_seed=seed)
+    max_epochs = (space.param("epochs").high if "epochs" in space.names
+                  else space.fixed.get("epochs") or paper_values(space.arch)["epochs"])
+    schedule = (ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1)
+                if scheduler == "asha" else FIFOScheduler())
+    shown = {k: k for k in ("lr", "batch_size", "epochs", "dropout") if k in space.names}
+    reporter = tune.CLIReporter(
+        metric_columns={"training_iteration": "epoch", "val_acc_mean": "val_acc",
+                        "val_uar_mean": "val_uar"},
+        parameter_columns=shown, max_report_frequency=30, sort_by_metric=True,
+        max_progress_rows=12)  # metric and mode come from the TuneConfig
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=space.metric, mode=space.mode, num_samples=space.num_samples,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent),
+            scheduler=schedule, reuse_actors=True),  # a trial after the first skips the imports
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=1, progress_reporter=reporter,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            callbacks=list(callbacks)))
+
+
+def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
+    """One trial: `run_fold` on the search split, each epoch reported to Tune and MLflow."""
+    import torch
+
+    from raylab.runtime.tracking import Tracker
+    from raylab.train.fold import run_fold
+    from raylab.train.params import split_params
+
+    torch.set_num_threads(max(1, int(context.cpus)))
+    params = {**context.fixed, **config}
+    planned = split_params(context.arch, params)[1].epochs
+    device = context.device or ("cuda" if context.gpus > 0 else "cpu")
+    trial_id = tune.get_context().get_trial_id()
+    tracker = Tracker(enabled=context.tracking_uri is not None, uri=context.tracking_uri)
+    tags = {"raylab.kind": "trial", "raylab.arch": context.arch, "raylab.trial_id": trial_id,
+            "raylab.search": context.search_name, "raylab.device": device}
+    final = f"final_{context.metric}"
+    last: dict[str, float] = {}
+
+    def on_epoch(report: Any) -> None:
+        metrics = {"epoch": report.epoch, "train_loss": report.train_loss, "lr": report.lr,
+                   "epoch_seconds": report.seconds,
+                   **{ours: report.val[theirs] for ours, theirs in VAL_KEYS.items()
+                      if theirs in report.val}}
+        last.update(metrics)
+        run.log_metrics({**report.metrics(), **metrics}, step=report.epoch)
+        if report.epoch == planned:  # before the report: a scheduler may end the trial there
+            run.log_metrics({final: metrics[context.metric]})
+        tune.report(metrics)
+
+    stopped = False
+    with tracker.start_run(f"{context.search_name}-{trial_id}", parent_run_id=context.parent_run_id,
+                           tags=tags) as run:
+        run.log_params(params)
+        try:
+            fold = run_fold(context.arch, arrays, context.test_speaker, params, device, on_epoch,
+                            evaluate_test=False)
+            assert fold.split.test_speaker == context.test_speaker, "left the search split"
+        except SystemExit:  # how ray.tune.report stops a trial (ASHA, or the search ending)
+            stopped = True
+            if last and last["epoch"] < planned:
+                run.set_tags({"raylab.stopped_early": "true"})
+                run.log_metrics({final: last[context.metric]})
+        except Exception as err:
+            run.set_tags({"raylab.error": f"{type(err).__name__}: {err}"})
+            raise
+    if stopped:
+        raise SystemExit(0)
+
+
+def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: Path,
+               experiment_path: str, run_id: str | None, uri: str | None) -> SearchResult:
+    """Tune's results as TrialSummary, in the order the searcher proposed the trials."""
+    trials = []
+    for r in grid:
+        metrics = r.metrics or {}
+        folder = Path(str(r.path)).name  # <trainable>_<trial id>_<count>_<params>_<date>
+        trial_id = metrics.get("trial_id") or folder
+        count = re.search(rf"_{re.escape(trial_id)}_(\d+)_", folder)
+        if r.error is not None:
+            status = "FAILED"
+        else:
+            status = "FINISHED" if metrics.get("done") else "UNFINISHED"
+        error = str(r.error).strip().splitlines()[-1] if r.error is not None else None
+        value = metrics.get(space.metric)
+        trials.append((int(count.group(1)) if count else len(trials) + 10**6, TrialSummary(
+            trial_id, status, None if value is None else float(value),
+            int(metrics.get("training_iteration") or 0), plain({**fixed, **(r.config or {})}),
+            error)))
+    ordered = tuple(t for _, t in sorted(trials, key=lambda pair: pair[0]))
+    return SearchResult(name, space.arch, space.metric, space.mode, space.num_samples,
+                        ordered, run_dir, experiment_path, None, run_id, uri, space.names)
+
+
