@@ -29,20 +29,27 @@ class ShapedSignal(nn.Module):
     """`rows` signals of `samples` samples at `sample_rate`, parametrised as above."""
 
     def __init__(self, rows: int, samples: int, sample_rate: int, seed: int = 0,
-                 hop_ms: float = 10.0, bin_hz: float = 15.625, init_gain: float = 0.1) -> None:
+                 hop_ms: float = 10.0, bin_hz: float = 15.625, init_gain: float = 0.1,
+                 max_modulation_hz: float = 16.0) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.samples = samples
-        frames = int(math.ceil(samples / (sample_rate * hop_ms / 1000))) + 1
+        self.frames = int(math.ceil(samples / (sample_rate * hop_ms / 1000))) + 1
         bins = int(round(sample_rate / 2 / bin_hz)) + 1
-        self.envelope = nn.Parameter(torch.randn(1, frames, generator=gen).repeat(rows, 1))
+        seconds = self.frames * hop_ms / 1000
+        modulations = int(max_modulation_hz * seconds) + 1  # envelope's Fourier bins kept
+        scale = math.sqrt(self.frames / modulations)  # so that the logits start with std ~1
+        start = torch.randn(1, modulations, 2, generator=gen) * scale
+        self.envelope = nn.Parameter(start.repeat(rows, 1, 1))  # (R, K, re/im)
         self.spectrum = nn.Parameter(torch.zeros(rows, bins))  # log magnitude
         self.gain = nn.Parameter(torch.full((rows, 1), math.log(init_gain / (1 - init_gain))))
         phase = 2 * math.pi * torch.rand(samples // 2 + 1, generator=gen)
         self.register_buffer("phase", torch.polar(torch.ones_like(phase), phase))
 
     def envelope_curve(self) -> torch.Tensor:
-        curve = F.interpolate(torch.sigmoid(self.envelope)[:, None], size=self.samples,
+        logits = torch.fft.irfft(torch.view_as_complex(self.envelope), n=self.frames,
+                                 norm="ortho")  # (R, frames)
+        curve = F.interpolate(torch.sigmoid(logits)[:, None], size=self.samples,
                               mode="linear", align_corners=True)
         return curve[:, 0]  # (R, T)
 
