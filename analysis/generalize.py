@@ -274,7 +274,7 @@ def format_summary(summary: dict) -> str:
              "softmax probability of the target class at x*: " + ", ".join(
                  f"{key} {v['probability']:.2f}" for key, v in summary["final"].items())]
     for check in summary["cues"]:
-        verdict = "orders" if check["ordered"] else "does NOT order"
+        verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"
         uar = check.get("test_uar")
         head = ("test UAR unknown" if uar is None else f"{check['dimension']} test UAR {uar:.2f}"
