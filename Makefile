@@ -32,7 +32,7 @@ demo: setup
 	$(RAYLAB) report
 	$(RAYLAB) report --format html --out $(DEMO_RESULTS)/table5.html
 	$(RAYLAB) analyze saliency --run $(DEMO_RESULTS)/demo-elor
-	$(RAYLAB) analyze generalize --run $(DEMO_RESULTS)/demo-elor --steps 100
+	$(RAYLAB) analyze generalize --run $(DEMO_RESULTS)/demo-elor
 	@echo "MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_RESULTS))/mlflow.db"
 
 # The README's figure is the first Figure 4 of the demo run's saliency analysis.

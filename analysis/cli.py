@@ -6,7 +6,7 @@ import argparse
 
 from raylab.errors import ConfigError
 
-METHOD_CHOICES = ("guided", "gradient", "integrated")
+METHOD_CHOICES = ("guided", "gradient", "integrated", "occlusion")
 
 
 def _target(args):
@@ -32,11 +32,13 @@ def saliency(args) -> int:
 
     _positive("windows", args.windows)
     _positive("batch-size", args.batch_size)
+    if args.sanity_windows < 0:
+        raise ConfigError(f"--sanity-windows {args.sanity_windows}: expected 0 (skip) or more")
     if args.figures < 0:
         raise ConfigError(f"--figures {args.figures}: expected 0 (none) or more")
     summary = run_saliency(_target(args), args.method, args.windows, args.out, args.batch_size,
                            _device(args), args.figures, track=not args.no_track,
-                           all_windows=args.all_windows)
+                           all_windows=args.all_windows, sanity_windows=args.sanity_windows)
     print(format_summary(summary))
     return 0
 
@@ -46,10 +48,14 @@ def generalize(args) -> int:
 
     for name in ("lr", "init_scale", "steps"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    if args.l2 < 0:
+    if args.l2 is not None and args.l2 < 0:
         raise ConfigError(f"--l2 {args.l2}: expected a number >= 0")
+    if args.init != "noise" and args.method != "paper":
+        raise ConfigError(f"--init {args.init} goes with --method paper; {args.method} starts from "
+                          "its own seeded parameters")
     summary = run_generalize(_target(args), args.steps, args.l2, args.lr, args.init, args.seed,
-                             args.init_scale, args.out, _device(args), track=not args.no_track)
+                             args.init_scale, args.out, _device(args), track=not args.no_track,
+                             method=args.method)
     print(format_summary(summary))
     return 0
 
@@ -85,7 +91,11 @@ def register(subparsers, common) -> None:
     p = commands.add_parser("saliency", parents=[common, shared],
                             help="saliency maps, amplitude/saliency correlations, Figure 4")
     p.add_argument("--method", choices=METHOD_CHOICES, default="guided",
-                   help="guided backpropagation (the paper's), plain gradient or integrated gradients")
+                   help="guided backpropagation (the paper's), plain gradient, integrated gradients "
+                        "or occlusion")
+    p.add_argument("--sanity-windows", type=int, default=4, metavar="N",
+                   help="randomisation check of the method on N windows, reported with the "
+                        "correlations (0: skip; a previous `analyze sanity` is read instead)")
     p.add_argument("--windows", type=int, metavar="N", help="analyse N test windows (default all)")
     p.add_argument("--all-windows", action="store_true",
                    help="every window of the dataset, not only the fold's test speaker's (the "
@@ -97,10 +107,14 @@ def register(subparsers, common) -> None:
 
     p = commands.add_parser("generalize", parents=[common, shared],
                             help="generalized input signals (eq. 4), Figure 5 and Table 6")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--l2", type=float, default=1.0e-3, help="λ of eq. (4)")
-    p.add_argument("--lr", type=float, default=1.0e-3, help="Adam step size")
-    p.add_argument("--init", choices=("noise", "mean"), default="noise")
+    p.add_argument("--method", choices=("shaped", "paper"), default="shaped",
+                   help="shaped: envelope x spectrally shaped carrier, jittered (ours, default); "
+                        "paper: eq. (4) on raw samples")
+    p.add_argument("--steps", type=int, help="default: 200 (shaped), 2000 (paper)")
+    p.add_argument("--l2", type=float, help="λ of eq. (4) (default: 0 shaped, 1e-3 paper)")
+    p.add_argument("--lr", type=float, help="Adam step size (default: 0.05 shaped, 1e-3 paper)")
+    p.add_argument("--init", choices=("noise", "mean"), default="noise",
+                   help="paper method's starting signal")
     p.add_argument("--init-scale", type=float, default=0.01, help="std of the initial noise")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=generalize)

@@ -14,7 +14,7 @@ Captum has none; its unreleased `optim` branch and lucent target images).
 from __future__ import annotations
 
 import json
-import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,13 +23,25 @@ import torch
 from torch import nn
 
 from analysis.acoustics import characteristics, table6, to_markdown
+from analysis.shaped import ShapedSignal, jitter
 
 NUM_CLASSES = 5
 INITS = ("noise", "mean")
+METHODS = ("shaped", "paper")
+DEFAULT_METHOD = "shaped"
+# "paper": eq. (4) on raw samples, the class logit; "shaped": analysis.shaped's envelope × carrier,
+# the class's log-softmax, averaged over jittered copies (time shifts, gains).
+METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objective": "logit"},
+                   "shaped": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_softmax"}}
+JITTER_COPIES, SHIFT_MS, JITTER_DB = 1, 20.0, 1.0
+OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw samples",
+              "shaped": "class log-softmax - l2 * ||x||^2 of a copy shifted by up to 20 ms and "
+                        "scaled by up to 1 dB (new draw every step), on gain x envelope x carrier"}
+CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
-# speaking rate and pause jitter have no measure here.
+# pause jitter has no measure here.
 CUE_MEASURES = {"f0_hz": "peak_hz", "peak_amplitude": "peak_amplitude", "pause_ms": "pause_ms",
-                "brightness_hz": "centroid_hz"}
+                "brightness_hz": "centroid_hz", "syllables_per_s": "syllable_rate_hz"}
 # The paper's observations (section 4.2.2), checked on any other corpus: (dimension, measure, sign).
 PAPER_CUES = (("arousal", "centroid_hz", +1), ("arousal", "peak_amplitude", +1),
               ("valence", "loudness_dbfs", -1))
@@ -58,60 +70,103 @@ class Generalized:
     history: list[list[float]] = field(default_factory=list)  # objective per row, every log step
 
 
-def generalize(model: nn.Module, samples: int, steps: int = 2000, l2: float = 1.0e-3,
-               lr: float = 1.0e-3, init: str = "noise", seed: int = 0, init_scale: float = 0.01,
-               mean_window: np.ndarray | None = None, device: str = "cpu",
-               targets: list[tuple[str, int]] | None = None, log_every: int = 50,
-               on_log: Callable[[int, list[float]], None] | None = None) -> Generalized:
-    """Eq. (4) for every (head, class) in `targets` (default: both heads × classes 0..4);
-    `on_log(step, objective per signal)` every `log_every` steps."""
+def _target_scores(out: dict[str, torch.Tensor], targets: list[tuple[str, int]],
+                   objective: str) -> torch.Tensor:
+    """Per row i: the logit of targets[i], or its log-softmax (rows may repeat the targets)."""
+    rows = out[targets[0][0]].shape[0]
+    scores = []
+    for i in range(rows):
+        head, c = targets[i % len(targets)]
+        z = out[head][i]
+        scores.append(z[c] if objective == "logit" else torch.log_softmax(z, dim=0)[c])
+    return torch.stack(scores)  # (rows,)
+
+
+def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: float | None = None,
+               lr: float | None = None, init: str = "noise", seed: int = 0,
+               init_scale: float = 0.01, mean_window: np.ndarray | None = None,
+               device: str = "cpu", targets: list[tuple[str, int]] | None = None,
+               log_every: int = 50, on_log: Callable[[int, list[float]], None] | None = None,
+               method: str = DEFAULT_METHOD, sample_rate: int = 16_000,
+               progress: bool = False) -> Generalized:
+    """One generalized signal for every (head, class) in `targets` (default: both heads × classes
+    0..4) by `method` (see METHODS; None settings take the method's defaults);
+    `on_log(step, objective per signal)` every `log_every` steps, a tqdm bar with `progress`."""
+    from tqdm.auto import tqdm
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    settings = {**METHOD_DEFAULTS[method], **{k: v for k, v in
+                                               (("steps", steps), ("l2", l2), ("lr", lr))
+                                               if v is not None}}
+    steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
     targets = targets or [(head, c) for head in ("arousal", "valence") for c in range(NUM_CLASSES)]
     model.eval().to(device)
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     rows = len(targets)
-    if init == "mean":
-        if mean_window is None:
-            raise ValueError("init 'mean' needs the dataset's mean window")
-        start = torch.as_tensor(np.asarray(mean_window, np.float32)).expand(rows, samples).clone()
-    elif init == "noise":
-        gen = torch.Generator().manual_seed(seed)
-        start = torch.randn(rows, samples, generator=gen) * init_scale
-    else:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    x = start.clamp(-1, 1).to(device).requires_grad_(True)  # (R, T)
     # IS10 (ELoR+FTR) held at 0: the training mean of the standardised features
-    other = tuple(torch.zeros(rows, int(model.config.get("num_features", 1582)), device=device)
-                  for _ in model.inputs[1:])
-    optimizer = torch.optim.Adam([x], lr=lr)
+    def other(n: int) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.zeros(n, int(model.config.get("num_features", 1582)), device=device)
+                     for _ in model.inputs[1:])
+
+    if method == "paper":
+        if init == "mean":
+            if mean_window is None:
+                raise ValueError("init 'mean' needs the dataset's mean window")
+            start = torch.as_tensor(np.asarray(mean_window, np.float32)).expand(rows, samples).clone()
+        elif init == "noise":
+            gen = torch.Generator().manual_seed(seed)
+            start = torch.randn(rows, samples, generator=gen) * init_scale
+        else:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        x = start.clamp(-1, 1).to(device).requires_grad_(True)  # (R, T)
+        params, render, signal = [x], (lambda: x), (lambda: x)
+    else:
+        shaped = ShapedSignal(rows, samples, sample_rate, seed).to(device)
+        gen = torch.Generator().manual_seed(seed + 1)
+        shift = int(sample_rate * SHIFT_MS / 1000)
+        params, signal = list(shaped.parameters()), shaped
+
+        def render() -> torch.Tensor:
+            return jitter(shaped(), JITTER_COPIES, shift, JITTER_DB, gen)  # (copies·R, T)
+
+    optimizer = torch.optim.Adam(params, lr=lr)
+    objective_kind = settings["objective"]
     history = []
 
     def objective() -> torch.Tensor:
-        out = model(x, *other)
-        logits = torch.stack([out[head][i, c] for i, (head, c) in enumerate(targets)])  # (R,)
-        return logits - l2 * (x * x).sum(dim=1)  # eq. (4), per row
+        x = render()
+        scores = _target_scores(model(x, *other(len(x))), targets, objective_kind)
+        value = scores - l2 * (x * x).sum(dim=1)  # eq. (4) for "paper", per row
+        return value.view(-1, rows).mean(dim=0)  # mean over jittered copies: (R,)
 
+    bar = tqdm(range(steps), disable=not progress, desc=f"generalize ({method})", unit="step")
     try:
-        for step in range(steps):
+        for step in bar:
             optimizer.zero_grad()
             value = objective()
             (-value.sum()).backward()
             optimizer.step()
-            with torch.no_grad():
-                x.clamp_(-1.0, 1.0)
+            if method == "paper":
+                with torch.no_grad():
+                    x.clamp_(-1.0, 1.0)
+            bar.set_postfix(objective=f"{value.mean().item():+.3f}", refresh=False)
             if step % log_every == 0 or step == steps - 1:
                 history.append(value.detach().cpu().tolist())
                 if on_log is not None:
                     on_log(step, history[-1])
         with torch.no_grad():
-            out = model(x, *other)
+            final = signal()
+            out = model(final, *other(rows))
     finally:
+        bar.close()
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
     signals, logits, probability = {}, {}, {}
     for i, (head, c) in enumerate(targets):
-        signals[(head, c)] = x[i].detach().cpu().numpy().astype(np.float32)
+        signals[(head, c)] = final[i].detach().cpu().numpy().astype(np.float32)
         logits[(head, c)] = float(out[head][i, c])
         probability[(head, c)] = float(torch.softmax(out[head][i], dim=0)[c])
     return Generalized(signals, logits, probability, history)
@@ -138,39 +193,53 @@ def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
     return results
 
 
-def run_generalize(target, steps: int = 2000, l2: float = 1.0e-3, lr: float = 1.0e-3,
-                   init: str = "noise", seed: int = 0, init_scale: float = 0.01,
-                   out: str | None = None, device: str = "cpu", track: bool = True) -> dict:
+def run_generalize(target, steps: int | None = None, l2: float | None = None,
+                   lr: float | None = None, init: str = "noise", seed: int = 0,
+                   init_scale: float = 0.01, out: str | None = None, device: str = "cpu",
+                   track: bool = True, method: str = DEFAULT_METHOD, progress: bool = True) -> dict:
     """`raylab analyze generalize`: ten signals as WAV, Figure 5 PNGs, table6.csv/.md and
-    generalize_summary.json (settings, final logits, cue checks)."""
+    generalize_summary.json (settings, final logits, cue checks with the network's test UAR)."""
     import soundfile as sf
 
     from analysis import plots, runs
 
+    if method != "paper" and init != "noise":
+        raise ValueError(f"--init {init} is the paper method's; {method} starts from its own "
+                         "seeded parameters")
+    settings = {**METHOD_DEFAULTS[method], **{k: v for k, v in
+                                               (("steps", steps), ("l2", l2), ("lr", lr))
+                                               if v is not None}}
+    steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
     dataset = runs.load_data(target, audio=init == "mean")
     sr = target.sample_rate
     mean_window = None
     if init == "mean":  # over the windows the network could have seen: not its test speaker's
         train = dataset.audio[dataset.speaker != target.fold]
         mean_window = (train.mean(axis=0, dtype=np.float64) / 32768.0).astype(np.float32)
-    def progress(step: int, values: list[float]) -> None:
-        print(f"step {step + 1}/{steps}: mean objective {np.mean(values):+.3f}", file=sys.stderr)
-
+    start = time.perf_counter()
     result = generalize(target.model, int(dataset.meta["window_samples"]), steps, l2, lr, init,
                         seed, init_scale, mean_window, device, log_every=max(1, steps // 10),
-                        on_log=progress)
+                        method=method, sample_rate=sr, progress=progress)
+    seconds = time.perf_counter() - start
     table = table6(result.signals, sr)
     corpus = dataset.meta.get("corpus", "?")
     checks = cue_checks(result.signals, sr, demo_cues() if corpus == "demo" else PAPER_CUES)
+    metrics = runs.fold_test_metrics(target)
+    for check in checks:
+        uar = (metrics or {}).get(check["dimension"], {}).get("uar")
+        check["test_uar"] = uar
+        check["head_learned"] = None if uar is None else bool(uar >= CHANCE_UAR + LEARNED_MARGIN)
     summary = {
         "arch": target.arch, "fold": target.fold, "checkpoint": str(target.checkpoint),
-        "corpus": corpus, "steps": steps, "l2": l2, "lr": lr, "init": init, "seed": seed,
-        "init_scale": init_scale, "optimizer": "Adam (gradient ascent), clipped to [-1, 1]",
-        "objective": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4)",
+        "corpus": corpus, "method": method, "steps": steps, "l2": l2, "lr": lr, "init": init,
+        "seed": seed, "init_scale": init_scale, "seconds": round(seconds, 1),
+        "optimizer": "Adam (gradient ascent)" + (", clipped to [-1, 1]" if method == "paper" else
+                                                 " on the parameters of analysis.shaped"),
+        "objective": OBJECTIVES[method],
         "final": {f"{h} {c}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)]}
                   for h, c in result.signals},
-        "test_metrics": runs.fold_test_metrics(target),
+        "test_metrics": metrics,
         "history": {"every": max(1, steps // 10), "objective": result.history},
         "cues": checks, "cue_source": "planted (demo corpus)" if corpus == "demo"
         else "the paper's observations (section 4.2.2)",
@@ -198,22 +267,21 @@ def run_generalize(target, steps: int = 2000, l2: float = 1.0e-3, lr: float = 1.
 
 def format_summary(summary: dict) -> str:
     """Table 6, the optimisation's outcome and the cue checks, as printed by the CLI."""
-    lines = [f"generalized input signals of {summary['arch']} fold {summary['fold']} "
-             f"({summary['steps']} steps, λ={summary['l2']}, lr={summary['lr']}, "
-             f"init {summary['init']}, seed {summary['seed']})",
+    lines = [f"generalized input signals of {summary['arch']} fold {summary['fold']}, method "
+             f"{summary.get('method', 'paper')} ({summary['steps']} steps, λ={summary['l2']}, "
+             f"lr={summary['lr']}, seed {summary['seed']}, {summary.get('seconds', '?')} s)",
              to_markdown(summary["table6"]),
              "softmax probability of the target class at x*: " + ", ".join(
                  f"{key} {v['probability']:.2f}" for key, v in summary["final"].items())]
-    if summary.get("test_metrics"):
-        lines.append("the network on its test speaker: " + ", ".join(
-            f"{dim} WAR {m['war']:.3f} UAR {m['uar']:.3f}"
-            for dim, m in summary["test_metrics"].items()) + " (chance UAR 0.200); a cue can "
-            "only show in the signals of a dimension the network learned")
     for check in summary["cues"]:
-        verdict = "orders" if check["ordered"] else "does NOT order"
+        verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"
+        uar = check.get("test_uar")
+        head = ("test UAR unknown" if uar is None else f"{check['dimension']} test UAR {uar:.2f}"
+                + ("" if check.get("head_learned") else
+                   f", at chance ({CHANCE_UAR:.2f}): no cue can be expected"))
         lines.append(f"cue ({summary['cue_source']}): {check['dimension']} class vs "
-                     f"{check['measure']}: Spearman {rho} -> {verdict} by this cue "
-                     f"(expected sign {check['expected_sign']:+d})")
+                     f"{check['measure']}: Spearman {rho} (expected sign "
+                     f"{check['expected_sign']:+d}) -> the signals {verdict} by this cue; {head}")
     lines.append(f"written to {summary['out']}")
     return "\n".join(lines)

@@ -2,8 +2,11 @@
 
 A saliency map is the attribution of one head's predicted-class logit (pre-softmax) to every input
 sample, computed with Captum: guided backpropagation (the paper's choice, `GuidedBackprop`), the
-plain gradient (`Saliency`, signed) or integrated gradients from a silent baseline
-(`IntegratedGradients`). Any other input of the network (the IS10 features of ELoR+FTR) is passed
+plain gradient (`Saliency`, signed), integrated gradients from a silent baseline
+(`IntegratedGradients`) or occlusion (`Occlusion`: the logit's drop when 50 ms of the waveform is
+silenced, in steps of 50 ms). Guided backpropagation barely depends on the network's weights
+(Adebayo et al. 2018), so every report carries its own randomisation check (`analysis.sanity`).
+Any other input of the network (the IS10 features of ELoR+FTR) is passed
 through unchanged, so it is held fixed and receives no attribution.
 """
 from __future__ import annotations
@@ -19,9 +22,10 @@ import torch
 from torch import nn
 
 HEADS = ("valence", "arousal")
-METHODS = ("guided", "gradient", "integrated")
+METHODS = ("guided", "gradient", "integrated", "occlusion")
 METHOD_NAMES = {"guided": "guided backpropagation", "gradient": "plain gradient",
-                "integrated": "integrated gradients"}
+                "integrated": "integrated gradients", "occlusion": "occlusion (50 ms)"}
+OCCLUSION_S = 0.05
 # The paper's "Pearson correlation between input signal and saliency map" (section 4.2.1), read
 # literally: r(x, s), signed, over each window's samples without its zero padding. The other
 # readings are ours, reported beside it and named for what they are.
@@ -53,11 +57,12 @@ class HeadLogits(nn.Module):
 
 
 def attribute(model: nn.Module, head: str, method: str | Method, waveform: torch.Tensor,
-              target: torch.Tensor, other: tuple = (), ig_steps: int = 32) -> torch.Tensor:
+              target: torch.Tensor, other: tuple = (), ig_steps: int = 32,
+              sample_rate: int = 16_000) -> torch.Tensor:
     """Attribution (B, T) of the logit `target` of `head` to the waveform (B, T)."""
     if callable(method):
         return method(model, head, waveform, target, other)
-    from captum.attr import GuidedBackprop, IntegratedGradients, Saliency
+    from captum.attr import GuidedBackprop, IntegratedGradients, Occlusion, Saliency
 
     wrapper = HeadLogits(model, head)
     extra = other if other else None
@@ -73,6 +78,13 @@ def attribute(model: nn.Module, head: str, method: str | Method, waveform: torch
             return IntegratedGradients(wrapper).attribute(
                 waveform, baselines=0.0, target=target, additional_forward_args=extra,
                 n_steps=ig_steps, internal_batch_size=len(waveform) * 8)
+        if method == "occlusion":
+            width = max(1, int(OCCLUSION_S * sample_rate))
+            with torch.no_grad():
+                return Occlusion(wrapper).attribute(
+                    waveform.detach(), sliding_window_shapes=(width,), strides=(width,),
+                    baselines=0.0, target=target, additional_forward_args=extra,
+                    perturbations_per_eval=8)
     raise ValueError(f"unknown saliency method {method!r}; expected one of {', '.join(METHODS)}")
 
 
@@ -225,11 +237,15 @@ def summarize(table: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def run_saliency(target, method: str = "guided", windows: int | None = None,
                  out: str | None = None, batch_size: int = 8, device: str = "cpu",
-                 figures: int = 3, track: bool = True, all_windows: bool = False) -> dict:
+                 figures: int = 3, track: bool = True, all_windows: bool = False,
+                 sanity_windows: int = 4) -> dict:
     """`raylab analyze saliency`: maps for the fold's test windows (every window of the dataset
     with `all_windows`, as the paper's "over the dataset"), correlations per window
-    (correlations.csv), their summary (saliency_summary.json), histogram and Figure 4 PNGs."""
+    (correlations.csv), their summary (saliency_summary.json), histogram and Figure 4 PNGs,
+    with the method's randomisation check (`analysis.sanity.saliency_evidence` on
+    `sanity_windows` windows; 0 skips it)."""
     from analysis import plots, runs
+    from analysis.sanity import saliency_evidence
 
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}")
@@ -253,6 +269,9 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
                "correlations": summarize(result.table), "paper": PAPER,
                "accuracy": {h: float(np.mean(result.table[f"predicted_{h}"]
                                              == result.table[f"label_{h}"])) for h in HEADS}}
+    if sanity_windows:
+        summary["sanity"] = saliency_evidence(target, inputs, method, sanity_windows, batch_size,
+                                              device)
     final = runs.output_dir(target, "saliency", out)
     sr = target.sample_rate
     with runs.staged(final) as tmp:
@@ -281,7 +300,9 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
 
 
 def format_summary(summary: dict) -> str:
-    """The headline numbers, against the paper's."""
+    """The headline numbers, against the paper's, and the method's sanity check."""
+    from analysis.sanity import evidence_line
+
     corr = summary["correlations"]
     line = lambda key: f"{corr[key]['mean']:+.3f} ± {corr[key]['std']:.3f}"  # noqa: E731
     return "\n".join([
@@ -297,6 +318,8 @@ def format_summary(summary: dict) -> str:
         f"{line('positive_arousal')}",
         f"  r(env x, env s) 10 ms RMS      valence {line('envelope_valence')}  arousal "
         f"{line('envelope_arousal')}",
+        "  " + (evidence_line(summary["sanity"], summary["method"]) if summary.get("sanity")
+                else "sanity check: not run (--sanity-windows 0); see `raylab analyze sanity`"),
         f"  written to {summary['out']}"])
 
 

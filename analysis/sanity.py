@@ -112,6 +112,45 @@ def verdicts(table: pd.DataFrame, threshold: float = SENSITIVE_BELOW) -> dict[st
     return out
 
 
+def saliency_evidence(target, inputs: dict[str, np.ndarray], method: str, windows: int = 4,
+                      batch_size: int = 8, device: str = "cpu", seed: int = 0) -> dict:
+    """The randomisation check that goes with a saliency report of `method`.
+
+    A previous `raylab analyze sanity` of the same network that covered `method` (its
+    sanity_summary.json in the default output folder) is read as it is: it had more windows and
+    the permuted-label network. Otherwise the cascading randomisation runs here on the first
+    `windows` of `inputs` (no permuted-label training: that needs minutes), which for the toy
+    demo network costs seconds. Returns the verdict with where it came from."""
+    from analysis import runs
+
+    previous = runs.output_dir(target, "sanity", None) / "sanity_summary.json"
+    if previous.is_file():
+        summary = json.loads(previous.read_text())
+        if method in summary.get("verdicts", {}):
+            return {**summary["verdicts"][method], "source": str(previous),
+                    "windows": summary.get("windows"), "threshold": summary.get("threshold")}
+    few = {name: values[:windows] for name, values in inputs.items()}
+    table = cascading_randomization(target.model, few, {method: method}, batch_size, device, seed)
+    return {**verdicts(table)[method], "source": f"cascading randomisation of this run "
+            f"({len(few['waveform'])} windows, no permuted labels)",
+            "windows": int(len(few["waveform"])), "threshold": SENSITIVE_BELOW,
+            "steps": {str(k): float(v) for k, v in
+                      table.groupby("step", sort=False)["spearman_mean"].mean().items()}}
+
+
+def evidence_line(evidence: dict, method: str) -> str:
+    """One line for a saliency report: does the map depend on the weights?"""
+    verdict = ("depends on the weights" if evidence["depends_on_weights"] else
+               f"does NOT depend on the weights{INSENSITIVE_HINTS.get(method, '')}: read the "
+               "correlations above as a property of the input, not of what the network learned")
+    line = (f"sanity check: mean Spearman ρ of |map| with the original after every layer is "
+            f"randomised {evidence['fully_random']:+.2f} (threshold {evidence['threshold']}) -> "
+            f"{verdict}")
+    if "permuted_labels" in evidence:
+        line += f"; {evidence['permuted_labels']:+.2f} after permuted-label training"
+    return f"{line} [{evidence['source']}]"
+
+
 def permuted_label_model(target, dataset, epochs: int | None, seed: int = 0,
                          device: str = "cpu", train_limit: int | None = None) -> nn.Module:
     """A fresh network of the run's architecture trained with raylab.train.loop.fit on the fold's

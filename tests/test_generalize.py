@@ -58,7 +58,7 @@ def closest_class(freq: float) -> int:
 
 def test_each_class_signal_has_that_class_s_dominant_frequency(tone_net):
     result = generalize(tone_net, T, steps=200, l2=1e-2, lr=1e-2, init_scale=1e-3, seed=0,
-                        targets=[("arousal", c) for c in range(5)])
+                        targets=[("arousal", c) for c in range(5)], method="paper")
     recovered = {c: dominant_frequency(result.signals[("arousal", c)], SR, nperseg=512)[0]
                  for c in range(5)}
     assert [closest_class(f) for f in recovered.values()] == [0, 1, 2, 3, 4], recovered
@@ -70,7 +70,8 @@ def test_each_class_signal_has_that_class_s_dominant_frequency(tone_net):
 def test_the_network_is_frozen_and_the_signals_clipped_and_seeded(tone_net):
     before = {k: v.clone() for k, v in tone_net.state_dict().items()}
     flags = [p.requires_grad for p in tone_net.parameters()]
-    kwargs = dict(steps=20, l2=0.0, lr=0.5, init_scale=1.0, targets=[("valence", 2), ("arousal", 4)])
+    kwargs = dict(steps=20, l2=0.0, lr=0.5, init_scale=1.0, targets=[("valence", 2), ("arousal", 4)],
+                  method="paper")
     a = generalize(tone_net, T, seed=3, **kwargs)
     b = generalize(tone_net, T, seed=3, **kwargs)
     c = generalize(tone_net, T, seed=4, **kwargs)
@@ -87,15 +88,15 @@ def test_the_network_is_frozen_and_the_signals_clipped_and_seeded(tone_net):
 def test_mean_initialisation_starts_from_the_mean_window(tone_net):
     mean = np.linspace(-0.1, 0.1, T).astype(np.float32)
     result = generalize(tone_net, T, steps=0, init="mean", mean_window=mean,
-                        targets=[("arousal", 0), ("valence", 1)])
+                        targets=[("arousal", 0), ("valence", 1)], method="paper")
     for signal in result.signals.values():
         np.testing.assert_array_equal(signal, mean)
     with pytest.raises(ValueError, match="mean window"):
-        generalize(tone_net, T, steps=1, init="mean")
+        generalize(tone_net, T, steps=1, init="mean", method="paper")
 
 
 def test_l2_term_shrinks_the_signal(tone_net):
-    kwargs = dict(steps=60, lr=1e-2, init_scale=1e-3, targets=[("arousal", 2)])
+    kwargs = dict(steps=60, lr=1e-2, init_scale=1e-3, targets=[("arousal", 2)], method="paper")
     loose = generalize(tone_net, T, l2=0.0, **kwargs).signals[("arousal", 2)]
     tight = generalize(tone_net, T, l2=1.0, **kwargs).signals[("arousal", 2)]
     assert np.linalg.norm(tight) < np.linalg.norm(loose)
@@ -104,8 +105,22 @@ def test_l2_term_shrinks_the_signal(tone_net):
 def test_elor_ftr_runs_with_its_features_held_fixed():
     torch.manual_seed(0)
     model = build_model("elor_ftr", input_samples=T, num_features=7, **TINY)
-    result = generalize(model, T, steps=3, targets=[("arousal", 0), ("valence", 4)])
-    assert result.signals[("valence", 4)].shape == (T,)
+    for method in ("paper", "shaped"):
+        result = generalize(model, T, steps=3, targets=[("arousal", 0), ("valence", 4)],
+                            method=method, sample_rate=SR)
+        assert result.signals[("valence", 4)].shape == (T,)
+
+
+def test_shaped_signals_recover_the_tones_and_stay_in_range(tone_net):
+    result = generalize(tone_net, T, steps=100, seed=0, sample_rate=SR, method="shaped",
+                        targets=[("arousal", c) for c in range(5)])
+    recovered = {c: dominant_frequency(result.signals[("arousal", c)], SR, nperseg=512)[0]
+                 for c in range(5)}
+    assert [closest_class(f) for f in recovered.values()] == [0, 1, 2, 3, 4], recovered
+    assert all(np.abs(x).max() < 1.0 for x in result.signals.values())
+    again = generalize(tone_net, T, steps=5, seed=0, sample_rate=SR, targets=[("arousal", 1)])
+    same = generalize(tone_net, T, steps=5, seed=0, sample_rate=SR, targets=[("arousal", 1)])
+    np.testing.assert_array_equal(again.signals[("arousal", 1)], same.signals[("arousal", 1)])
 
 
 def test_cue_checks_state_whether_signals_order_by_the_cue():

@@ -1,0 +1,56 @@
+"""Do the generalized signals of a trained network order by the demo corpus's planted cues?
+
+For every method and seed: `analysis.generalize.generalize` on the run's network, then the
+Spearman ρ between class and each cue measure (`analysis.generalize.demo_cues`), as a table.
+Usage: python bench/generalize_cues.py RUN [--methods shaped,paper] [--seeds 0,1,2] [--steps N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def main() -> None:
+    from analysis import runs
+    from analysis.generalize import cue_checks, demo_cues, generalize
+    from raylab.runtime.settings import results_dir
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run")
+    parser.add_argument("--methods", default="shaped,paper")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, help="default: each method's")
+    parser.add_argument("--heads", default="arousal,valence", help="heads whose signals to make")
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    target = runs.resolve(args.run, None, None, results_dir(None))
+    dataset = runs.load_data(target, audio=False)
+    samples, sr = int(dataset.meta["window_samples"]), target.sample_rate
+    print("test metrics", runs.fold_test_metrics(target), flush=True)
+    rows = []
+    for method in args.methods.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            start = time.perf_counter()
+            targets = [(h, c) for h in args.heads.split(",") for c in range(5)]
+            result = generalize(target.model, samples, args.steps, method=method, seed=seed,
+                                sample_rate=sr, targets=targets)
+            seconds = time.perf_counter() - start
+            for check in cue_checks(result.signals, sr, demo_cues(), min_rho=0.9):
+                row = {"method": method, "seed": seed, "seconds": round(seconds, 1), **check}
+                rows.append(row)
+                rho = "undef" if check["spearman"] is None else f"{check['spearman']:+.2f}"
+                print(f"{method:7s} seed {seed}  {check['dimension']:8s} {check['measure']:17s} "
+                      f"rho {rho:>6s} expected {check['expected_sign']:+d} ordered "
+                      f"{check['ordered']!s:5s} values {[round(v, 3) for v in check['values']]} "
+                      f"({seconds:.0f} s)", flush=True)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(rows, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

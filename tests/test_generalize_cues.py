@@ -1,0 +1,80 @@
+"""Do generalized signals recover what a network learned? Networks trained on a corpus whose classes
+differ by one known cue each (tests/cue_corpus.py); each cue must order that head's five signals
+(Spearman ρ ≥ 0.9, right sign). Where a method is known to miss a cue, the test says so with
+xfail and the measured reason, so that a fix shows up as XPASS.
+
+The default run has the fast variant (loudness); `pytest -m slow` runs all four cues by both
+methods (two networks, four optimisations: minutes on a busy 2-core machine).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.generalize import cue_checks, generalize
+from tests.cue_corpus import MEASURES, SECONDS, SR, train_network
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+SAMPLES = int(SR * SECONDS)
+NETWORKS = ({"arousal": "loudness", "valence": "pitch"}, {"arousal": "rate", "valence": "pause"})
+# Measured with seed 0 (README "Generalized signals"): where a method misses a cue, and why.
+KNOWN_MISSES = {
+    ("shaped", "rate"): "the envelope's syllable rate stays near its start (ρ -0.5 to +0.9 over "
+                        "seeds): the sigmoid heads saturate before the envelope reorganises",
+    ("shaped", "pause"): "the network learns pauses weakly (valence accuracy ~0.45) and the "
+                         "signals keep pauses of 30-65 ms in every class",
+    ("paper", "pause"): "raw-sample ascent makes no pauses at all (ρ undefined)",
+    ("shaped", "pitch"): "class 2 puts its spectral peak at 2.6 kHz, not near its f0 (ρ 0.7-0.9)",
+}
+
+
+def order(model, heads: dict[str, str], method: str, seed: int = 0, steps: int | None = None,
+          targets=None) -> dict[str, float | None]:
+    result = generalize(model, SAMPLES, steps, method=method, seed=seed, sample_rate=SR,
+                        targets=targets)
+    checks = cue_checks(result.signals, SR,
+                        tuple((head, MEASURES[cue], 1) for head, cue in heads.items()
+                              if targets is None or any(t[0] == head for t in targets)))
+    return {heads[c["dimension"]]: c["spearman"] for c in checks}
+
+
+@pytest.fixture(scope="module")
+def first_network():
+    return (NETWORKS[0], *train_network(NETWORKS[0]))
+
+
+@pytest.fixture(scope="module")
+def networks(first_network):
+    return [first_network, (NETWORKS[1], *train_network(NETWORKS[1]))]
+
+
+def test_fast_variant_loudness_orders_the_shaped_signals(first_network):
+    heads, model, accuracy = first_network
+    assert accuracy["arousal"] > 0.7, accuracy
+    rho = order(model, heads, "shaped", targets=[("arousal", c) for c in range(5)])
+    assert rho["loudness"] is not None and rho["loudness"] >= 0.9, rho
+
+
+CASES = [(method, net, cue) for method in ("shaped", "paper")
+         for net, heads in enumerate(NETWORKS) for cue in heads.values()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,net,cue", [
+    pytest.param(m, n, c, marks=pytest.mark.xfail(reason=KNOWN_MISSES[(m, c)], strict=False))
+    if (m, c) in KNOWN_MISSES else (m, n, c) for m, n, c in CASES])
+def test_each_cue_orders_its_head_s_signals(networks, method, net, cue):
+    heads, model, accuracy = networks[net]
+    head = next(h for h, c in heads.items() if c == cue)
+    rho = order(model, heads, method, targets=[(head, c) for c in range(5)])[cue]
+    assert rho is not None and rho >= 0.9, (f"{method}: {cue} ρ={rho} (network accuracy "
+                                             f"{accuracy})")
+
+
+@pytest.mark.slow
+def test_the_networks_learned_their_cues(networks):
+    for heads, _, accuracy in networks:
+        for head, cue in heads.items():
+            if cue != "pause":  # KNOWN_MISSES: learned weakly
+                assert accuracy[head] > 0.75, (cue, accuracy)
+            assert accuracy[head] > 0.35 and np.isfinite(accuracy[head]), (cue, accuracy)
