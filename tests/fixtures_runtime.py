@@ -10,12 +10,13 @@ from raylab.runtime import hostmem
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray with 2 CPUs, started once per test session (each start costs seconds)."""
+    """A local Ray with 2 CPUs, started once per test session (each start costs seconds); always
+    a new instance (`address="local"`), never a cluster another process left running here."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, object_store_memory=512 * 1024 * 1024,
                  runtime_env=hostmem.ray_runtime_env())  # as raylab starts Ray
     yield ray

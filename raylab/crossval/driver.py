@@ -232,7 +232,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             summary = summarize_run(run_dir) if run.completed else None
             if summary:
                 _log_parent(parent, run_dir, summary)
-            if run["completed"] and parent.enabled:  # the ensemble of the finished folds
+            if run.completed and parent.enabled:  # the ensemble of the finished folds
                 from raylab.predict.mlflow_model import log_model
                 from raylab.predict.runs import fold_checkpoints
 
