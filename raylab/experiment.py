@@ -153,7 +153,8 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
 
     `dataset` may be an ArraySet from `build_arrays` without statistics (shared by many trials,
     e.g. through Ray's object store): it is only read. The split and the weights are seeded by
-    `params["seed"]` (default 0); IS10 statistics come from the fold's training rows only.
+    `params["seed"]` (default 0); with `is10_scaling="zscore"` the IS10 statistics come from the
+    fold's training rows only, with "none" the features enter as extracted.
     `prepare_model` wraps the network for training (DDP, with `shard=(rank, world)`); the result
     holds the unwrapped network.
     """
@@ -165,7 +166,7 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
     # int16 audio, scaled per batch: half the memory, the same numbers (1/32768 is exact)
     arrays = dataset if isinstance(dataset, ArraySet) else build_arrays(dataset, name, waveform_dtype="int16")
     split = fold_split(arrays.info["speaker"], test_speaker, val_fraction, seed=cfg.seed)
-    stats = feature_stats_of(arrays, split.train_idx)
+    stats = feature_stats_of(arrays, split.train_idx) if cfg.is10_scaling == "zscore" else None
     data = standardized(arrays, stats)
     model_kwargs.update(shape_arguments(name, data, params))
     import torch

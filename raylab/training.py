@@ -1,8 +1,16 @@
 """The paper's training procedure in plain PyTorch (section 2.1.1, Tables 1-4): no Ray, no MLflow.
 
 Loss, eq. (3), per head: cross-entropy + alpha_w * sum of the squared weights (conv and linear
-weights; biases and batch-norm affine parameters are not decayed). The L2 term is applied as SGD
-weight decay 2 * alpha_w, which is exactly its gradient, instead of being added to the graph.
+weights; biases and batch-norm affine parameters are not decayed). `loss_reduction="sum"` is eq. (3)
+as written, the cross-entropy summed over the batch's windows; "mean" averages it (a gradient
+batch_size times smaller: it changes what the Tables' lr and alpha_w mean). The L2 term is applied
+as SGD weight decay 2 * alpha_w, which is exactly its gradient whatever the reduction, once per
+optimizer step, instead of being added to the graph. Data-parallel workers (`shard`) each take
+batch_size / world windows of every batch; DDP averages their gradients, so a summed loss is
+scaled by the world size to stay the sum over the whole batch.
+
+`is10_scaling` (applied by `raylab.experiment.run_fold`): "none" feeds the IS10 functionals
+"directly" (section 2.2.2); "zscore" standardises them with the training split's statistics.
 SGD with Nesterov momentum; the learning rate is multiplied by `lr_decay` after every epoch.
 
 `update="alternate"` (the paper's, default): per batch the head order is drawn at random (seeded);
@@ -13,8 +21,9 @@ keeps one momentum buffer per head: the velocity built from the arousal loss is 
 a valence step, as with the two separately compiled update functions of the paper's era
 (Keras/Lasagne). `update="joint"`: both losses summed, one optimizer, one step per batch.
 
-The training loss reported per epoch is the mean over batches of the two heads' cross-entropies
-(in `alternate` mode the second is measured after the first step) plus the L2 term at epoch end.
+The training loss reported per epoch is the mean over batches of the two heads' mean cross-entropy
+per window, whatever `loss_reduction` (in `alternate` mode the second is measured after the first
+step), plus the L2 term at epoch end.
 """
 from __future__ import annotations
 
@@ -39,10 +48,13 @@ from raylab.metrics import per_dimension
 from raylab.models import model_defaults
 from raylab.models.presets import DEFAULT_PRESET, preset_values
 
-__all__ = ["TrainConfig", "PAPER_HPARAMS", "UPDATES", "split_params", "load_params_file",
+__all__ = ["TrainConfig", "PAPER_HPARAMS", "UPDATES", "LOSS_REDUCTIONS", "IS10_SCALINGS",
+           "compute_dtype", "worker_batch_size", "split_params", "load_params_file",
            "ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
 
 UPDATES = ("alternate", "joint")
+LOSS_REDUCTIONS = ("sum", "mean")    # eq. (3) sums over the samples; "mean" is ours
+IS10_SCALINGS = ("none", "zscore")   # section 2.2.2 feeds the features directly; z-scores are ours
 # Tables 1-4 of the paper: batch size, learning rate, epochs, decay per epoch, momentum, alpha_w.
 PAPER_HPARAMS: dict[str, dict[str, Any]] = {
     "elor": dict(batch_size=15, lr=0.006, epochs=9, lr_decay=0.9, momentum=0.65, l2=1e-9),
@@ -54,8 +66,10 @@ PAPER_HPARAMS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (defaults: Table 1, ELoR). `amp`: bf16 autocast, used on CUDA only.
+    """Training settings (defaults: Table 1, ELoR). `amp`: bf16 autocast, used on CUDA only
+    (`amp=false`: fp32 everywhere; `compute_dtype` names what a run computed in).
     `compile`: train through `torch.compile(model)` (pays on long trials; see bench/fast_path.py).
+    `loss_reduction`, `is10_scaling`: see the module docstring.
     """
 
     batch_size: int = 15
@@ -69,14 +83,34 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True
     compile: bool = False
+    loss_reduction: str = "mean"
+    is10_scaling: str = "zscore"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             message = limit_error(f.name, getattr(self, f.name))  # the one table of limits
             if message:
                 raise ConfigError(f"{f.name}={getattr(self, f.name)!r}: {message}")
-        if self.update not in UPDATES:
-            raise ConfigError(f"update={self.update!r}: expected one of {', '.join(UPDATES)}")
+        for name, allowed in (("update", UPDATES), ("loss_reduction", LOSS_REDUCTIONS),
+                              ("is10_scaling", IS10_SCALINGS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of "
+                                  f"{', '.join(allowed)}")
+
+
+def compute_dtype(cfg: TrainConfig, device: str | torch.device) -> str:
+    """What the network computes in: "bf16" with `amp` on a CUDA device, else "fp32"."""
+    return "bf16" if torch.device(device).type == "cuda" and cfg.amp else "fp32"
+
+
+def worker_batch_size(batch_size: int, world: int) -> int:
+    """The windows each of `world` data-parallel workers takes per batch, so that the global
+    batch stays `batch_size`; a batch that does not divide is a ConfigError."""
+    if world < 1 or batch_size % world:
+        raise ConfigError(f"batch_size={batch_size} does not divide over {world} workers per "
+                          f"fold; choose a batch size that is a multiple of {world} (the global "
+                          "batch is split evenly)")
+    return batch_size // world
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -298,6 +332,16 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Eq. (3)'s data term over one batch: summed over its windows, or their mean."""
+    return F.cross_entropy(logits.float(), target, reduction=reduction)
+
+
+def _per_window(ys: dict[str, torch.Tensor], cfg: TrainConfig) -> int:
+    """Divides a batch's loss into the mean per window, the figure reported as `train_loss`."""
+    return len(next(iter(ys.values()))) if cfg.loss_reduction == "sum" else 1
+
+
 def _l2_penalty(net: nn.Module, l2: float) -> float:
     with torch.no_grad():
         return l2 * float(sum(p.double().pow(2).sum() for p in net.parameters() if p.ndim > 1))
@@ -310,7 +354,8 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
     """Train `model` in place for `cfg.epochs`; validation metrics after every epoch.
 
     `on_batch(done, total)` is called after each batch (progress bars); `shard=(rank, world)` makes
-    each data-parallel worker take its own slice of every epoch's (shared, seeded) permutation.
+    each data-parallel worker take its own slice of every epoch's (shared, seeded) permutation,
+    batch_size / world windows of every batch (`worker_batch_size`).
     """
     start = time.perf_counter()
     device = torch.device(cfg.device)
@@ -326,6 +371,10 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
     data = _Staged(as_view(train), net.inputs, device, cache)
     val_data = _Staged(as_view(val), net.inputs, device, cache) if val is not None and len(val) else None
     optimizers = _optimizers(net, cfg)
+    rank, world = shard if shard is not None else (0, 1)
+    batch_size = worker_batch_size(cfg.batch_size, world)
+    # DDP averages the workers' gradients: a summed loss is scaled back to the whole batch's sum
+    scale = float(world) if cfg.loss_reduction == "sum" else 1.0
     # Fuses conv -> batch norm -> pool -> ReLU; validation still runs the eager `model`.
     step_model = torch.compile(model) if cfg.compile else model
     result = FitResult()
@@ -339,10 +388,9 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
         # On the device of the staged rows: indexing GPU-resident data with a CPU index tensor
         # costs a pageable host-to-device copy, and with it a stream synchronisation, per batch.
         order = torch.randperm(len(data), generator=gen).to(data.rows.device)
-        if shard is not None:
-            rank, world = shard
+        if shard is not None:  # batch k of every worker is its slice of the global batch k
             order = order[: len(order) // world * world][rank::world]
-        batches = order.split(cfg.batch_size)
+        batches = order.split(batch_size)
         first = torch.randint(0, 2, (len(batches),), generator=gen).tolist()
         total = torch.zeros((), device=device)
         first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no host sync per batch
@@ -353,20 +401,20 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
                 opt.zero_grad(set_to_none=True)
                 with _autocast(device, cfg.amp):
                     out = step_model(*xs)
-                loss = sum(F.cross_entropy(out[d].float(), ys[d]) for d in DIMENSIONS)
-                loss.backward()
+                losses = [_cross_entropy(out[d], ys[d], cfg.loss_reduction) for d in DIMENSIONS]
+                (scale * sum(losses)).backward()
                 opt.step()
-                total += loss.detach()
+                total += sum(loss.detach() for loss in losses) / _per_window(ys, cfg)
             else:
                 for dim in (DIMENSIONS if first[b] == 0 else DIMENSIONS[::-1]):
                     opt = optimizers[dim]
                     opt.zero_grad(set_to_none=True)
                     with _autocast(device, cfg.amp):
                         out = step_model(*xs)  # the second head sees the network updated by the first
-                    loss = F.cross_entropy(out[dim].float(), ys[dim])
-                    loss.backward()
+                    loss = _cross_entropy(out[dim], ys[dim], cfg.loss_reduction)
+                    (scale * loss).backward()
                     opt.step()
-                    total += loss.detach()
+                    total += loss.detach() / _per_window(ys, cfg)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total), b, first_bad)
             if on_batch is not None:
                 on_batch(b + 1, len(batches))

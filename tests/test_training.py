@@ -16,7 +16,8 @@ from raylab.errors import ConfigError, DataError
 from raylab.experiment import build_arrays, run_fold, save_fold_outputs
 from raylab.folds import FoldSplit, check_no_leakage, fold_split, search_split
 from raylab.models import build_model
-from raylab.training import PAPER_HPARAMS, ArraySet, TrainConfig, fit, predict, split_params
+from raylab.training import (PAPER_HPARAMS, ArraySet, TrainConfig, fit, predict, split_params,
+                             worker_batch_size)
 from tests.test_models import TOY, one_thread  # noqa: F401  (fixture)
 
 SPEAKERS = ("Ses01F", "Ses01M", "Ses02F", "Ses02M")
@@ -163,8 +164,42 @@ def test_shards_split_each_epoch_between_workers(monkeypatch):
     torch.manual_seed(0)
     model = build_model("elor", **TOY["elor"])
     log = record_steps(monkeypatch, model)
-    fit(model, random_set("elor", n=13), None, TrainConfig(batch_size=3, epochs=1), shard=(1, 2))
-    assert len(log) == 2 * 2  # 13 -> 12 shared -> 6 for this rank -> 2 batches of 3
+    fit(model, random_set("elor", n=13), None, TrainConfig(batch_size=4, epochs=1), shard=(1, 2))
+    assert len(log) == 3 * 2  # 13 -> 12 shared -> 6 for this rank -> 3 batches of 4 / 2 = 2
+
+
+def test_workers_split_the_global_batch():
+    assert worker_batch_size(15, 1) == 15
+    assert worker_batch_size(16, 4) == 4
+    with pytest.raises(ConfigError, match="batch_size=15 does not divide over 2 workers"):
+        worker_batch_size(15, 2)
+    with pytest.raises(ConfigError, match="batch_size=15 does not divide over 2 workers"):
+        fit(build_model("elor", **TOY["elor"]), random_set("elor", n=8), None,
+            TrainConfig(batch_size=15, epochs=1), shard=(0, 2))
+
+
+def test_shards_make_up_the_global_batch(monkeypatch):
+    """With 3 workers and batch_size 6, each worker takes 2 windows of every batch, and the
+    workers' batch k together are exactly the one-worker batch k."""
+    batches: list[list[int]] = []
+    original = training._Staged.batch
+
+    def spy(self, positions):
+        batches.append(sorted(self.rows[positions.to(self.rows.device)].tolist()))
+        return original(self, positions)
+
+    monkeypatch.setattr(training._Staged, "batch", spy)
+    cfg = TrainConfig(batch_size=6, epochs=1, update="joint")
+    fit(build_model("ftr", **TOY["ftr"]), random_set("ftr", n=18), None, cfg)
+    single, batches[:] = list(batches), []
+    per_rank = []
+    for rank in range(3):
+        fit(build_model("ftr", **TOY["ftr"]), random_set("ftr", n=18), None, cfg, shard=(rank, 3))
+        per_rank.append(list(batches))
+        batches.clear()
+    assert [len(b) for b in single] == [6, 6, 6]
+    assert all(len(b) == 2 for rank in per_rank for b in rank)
+    assert [sorted(sum((rank[k] for rank in per_rank), [])) for k in range(3)] == single
 
 
 def test_split_params_uses_the_papers_tables_and_checks_keys():
