@@ -27,7 +27,7 @@ from raylab.metrics import confusion, majority_label, most_frequent_baseline, su
 from raylab.models import SHAPE_KEYS, build_model, model_class
 from raylab.pooled import collapsed_folds
 from raylab.report import collapse_note
-from raylab.training import ArraySet, EpochReport, fit, predict, split_params
+from raylab.training import ArraySet, EpochReport, compute_dtype, fit, predict, split_params
 
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))
 PREDICTION_COLUMNS = ("window_id", "utterance_id", "speaker", "fold", "dimension", "target",
@@ -121,6 +121,7 @@ class FoldResult:
     attrs: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    compute_dtype: str = "fp32"
 
     def flat_test_metrics(self) -> dict[str, float]:
         """{test_valence_war, ...} for trackers."""
@@ -179,7 +180,8 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
     majority = {d: majority_label(data.targets[d][split.train_idx]) for d in DIMENSIONS}
     result = FoldResult(name, test_speaker, model, history.history, history.val_metrics, None,
                         stats, split, dataclasses.asdict(cfg), majority,
-                        split.describe(arrays.window_id, arrays.info["speaker"]), dict(arrays.attrs))
+                        split.describe(arrays.window_id, arrays.info["speaker"]), dict(arrays.attrs),
+                        compute_dtype=compute_dtype(cfg, cfg.device))
     if evaluate_test:
         test = data.view(split.test_idx)
         probs = predict(model, test, batch_size=cfg.batch_size, amp=cfg.amp)
@@ -243,8 +245,8 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
                                    lambda p: p.write_text(json.dumps(split_doc, indent=2) + "\n"))
     metrics = {"arch": result.name, "fold": result.test_speaker, "test": result.test_metrics,
                "val": result.val_metrics, "history": result.history, "windows": split.counts(),
-               "train_config": result.train_config, "model_config": dict(result.model.config),
-               "seconds": result.seconds}
+               "train_config": result.train_config, "compute_dtype": result.compute_dtype,
+               "model_config": dict(result.model.config), "seconds": result.seconds}
     if result.test_predictions is not None:
         frame = result.test_predictions
         metrics["most_frequent_baseline"] = {}
@@ -319,9 +321,11 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
 
     from raylab import tracking
     from raylab.settings import pick_device, run_folder
+    from raylab.training import recorded_settings
 
     model_kwargs, cfg = split_params(arch, params)  # every mistake before anything starts
     device = pick_device(device)
+    settings = recorded_settings(cfg, device)
     data = str(data) if "://" in str(data) else str(Path(data).expanduser().resolve())
     dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
     fold = fold or (PAPER_FOLD if PAPER_FOLD in dataset.speakers else dataset.speakers[0])
@@ -337,7 +341,7 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
     with tracker.start_run(name, tags=tags) as run:
         given = {k: v for k, v in {**model_kwargs, **dataclasses.asdict(cfg)}.items()
                  if k not in SHAPE_KEYS and k != "device"}
-        run.log_params({**given, "dataset": data, "fold": fold, "device": device,
+        run.log_params({**given, **settings, "dataset": data, "fold": fold, "device": device,
                         "windows": len(dataset)})
 
         def epoch_done(report: EpochReport) -> None:
@@ -347,7 +351,7 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
 
         result = run_fold(arch, dataset, fold, params, device, epoch_done, on_batch=on_batch)
         config = {"arch": arch, "params": resolved_params(result), "dataset": data,
-                  "fold": fold, "device": device}
+                  "fold": fold, "device": device, "compute_dtype": settings["compute_dtype"]}
         run.log_params({k: v for k, v in result.model.config.items() if k in SHAPE_KEYS})
         fold_dir = run_dir / "folds" / fold
         save_fold_outputs(result, fold_dir)
@@ -355,7 +359,7 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
         info = {"kind": "train-local", "arch": arch, "dataset": data,
                 "evaluator": dataset.meta.get("evaluator"), "windows": len(dataset),
                 "mlflow_run_id": run.run_id, "folds": [fold], "name": name,
-                "test": result.test_metrics}
+                **settings, "test": result.test_metrics}
         _write_atomic(run_dir / "run.json", lambda p: p.write_text(json.dumps(info, indent=2) + "\n"))
         run.log_metrics(result.flat_test_metrics(), step=len(result.history))
         run.log_artifact(run_dir / "config.yaml")

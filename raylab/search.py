@@ -411,7 +411,7 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
 
     from raylab.experiment import run_fold
     from raylab.tracking import Tracker
-    from raylab.training import split_params
+    from raylab.training import compute_dtype, split_params
 
     torch.set_num_threads(max(1, int(context.cpus)))
     params = {**context.fixed, **config}
@@ -438,7 +438,7 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     stopped = False
     with tracker.start_run(f"{context.search_name}-{trial_id}", parent_run_id=context.parent_run_id,
                            tags=tags) as run:
-        run.log_params(params)
+        run.log_params({**params, "compute_dtype": compute_dtype(split_params(context.arch, params)[1], device)})
         try:
             fold = run_fold(context.arch, arrays, context.test_speaker, params, device, on_epoch,
                             evaluate_test=False)

@@ -49,7 +49,7 @@ from raylab.models import model_defaults
 from raylab.models.presets import DEFAULT_PRESET, preset_values
 
 __all__ = ["TrainConfig", "PAPER_HPARAMS", "UPDATES", "LOSS_REDUCTIONS", "IS10_SCALINGS",
-           "compute_dtype", "worker_batch_size", "split_params", "load_params_file",
+           "compute_dtype", "recorded_settings", "worker_batch_size", "split_params", "load_params_file",
            "ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
 
 UPDATES = ("alternate", "joint")
@@ -101,6 +101,12 @@ class TrainConfig:
 def compute_dtype(cfg: TrainConfig, device: str | torch.device) -> str:
     """What the network computes in: "bf16" with `amp` on a CUDA device, else "fp32"."""
     return "bf16" if torch.device(device).type == "cuda" and cfg.amp else "fp32"
+
+
+def recorded_settings(cfg: TrainConfig, device: str | torch.device) -> dict[str, Any]:
+    """The protocol choices every run records (MLflow params, config.yaml, run.json)."""
+    return {"loss_reduction": cfg.loss_reduction, "is10_scaling": cfg.is10_scaling,
+            "amp": cfg.amp, "compute_dtype": compute_dtype(cfg, device)}
 
 
 def worker_batch_size(batch_size: int, world: int) -> int:
