@@ -99,3 +99,16 @@ def test_compute_dtype():
     assert compute_dtype(TrainConfig(), "cpu") == "fp32"
     assert compute_dtype(TrainConfig(amp=True), "cuda:0") == "bf16"
     assert compute_dtype(TrainConfig(amp=False), "cuda") == "fp32"
+
+
+def test_amp_parity_bench_measures_nothing_without_cuda(monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "amp_parity.py"
+    spec = importlib.util.spec_from_file_location("amp_parity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert module.main([]) == 0
+    assert capsys.readouterr().out == "no CUDA device; nothing measured\n"
