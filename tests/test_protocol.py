@@ -18,7 +18,7 @@ from tests.test_training import random_set
 FTR = {**TOY["ftr"], "dropout": 0.0}
 
 
-def one_step(reduction: str, l2: float = 0.0, n: int = 10) -> tuple[dict, dict, object]:
+def one_step(reduction: str, l2: float = 0.0, n: int = 10, shard=None) -> tuple[dict, dict, object]:
     """Weights before and after one joint SGD step (no momentum) over one batch of n windows."""
     torch.manual_seed(0)
     model = build_model("ftr", **FTR)
@@ -26,7 +26,7 @@ def one_step(reduction: str, l2: float = 0.0, n: int = 10) -> tuple[dict, dict, 
     cfg = TrainConfig(batch_size=n, epochs=1, lr=0.1, momentum=0.0, l2=l2, update="joint",
                       loss_reduction=reduction)
     data = random_set("ftr", n=n)
-    fit(model, data, None, cfg)
+    fit(model, data, None, cfg, shard=shard)
     after = {k: v.detach().clone() for k, v in model.named_parameters()}
     return before, after, data
 
@@ -37,6 +37,16 @@ def test_summed_loss_gives_batch_size_times_the_mean_gradient():
     _, after_mean, _ = one_step("mean", n=n)
     for k in before:
         torch.testing.assert_close(after_sum[k] - before[k], n * (after_mean[k] - before[k]),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_a_worker_scales_its_summed_loss_by_the_world_size():
+    """DDP averages the workers' gradients: a worker of 2 with 4 of the batch's 8 windows
+    back-propagates 2 x its sum, so the average over the workers is the sum over the batch."""
+    before, after_sum, _ = one_step("sum", n=8, shard=(0, 2))
+    _, after_mean, _ = one_step("mean", n=8, shard=(0, 2))
+    for k in before:
+        torch.testing.assert_close(after_sum[k] - before[k], 2 * 4 * (after_mean[k] - before[k]),
                                    rtol=1e-4, atol=1e-6)
 
 
