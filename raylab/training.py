@@ -83,8 +83,8 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True
     compile: bool = False
-    loss_reduction: str = "mean"
-    is10_scaling: str = "zscore"
+    loss_reduction: str = "sum"      # eq. (3) as written; docs/protocol.md has the measurement
+    is10_scaling: str = "zscore"     # ours; "none" is section 2.2.2's "directly" (docs/protocol.md)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -264,7 +264,8 @@ def test_build_arrays_scales_audio_and_standardises_is10_with_training_statistic
     table = pa.table({"window_id": dataset.window_id, **{f"f{j}": features[:, j] for j in range(30)}})
     pq.write_table(table, tones / "features_is10.parquet")
     result = run_fold("ftr", tones, "Ses02M", {"epochs": 2, "batch_size": 16, "lr": 0.05, "hidden1": 16,
-                                               "hidden2": 8})
+                                               "hidden2": 8, "is10_scaling": "zscore",
+                                               "loss_reduction": "mean"})
     train = result.split.train_idx
     np.testing.assert_allclose(result.feature_stats["is10"]["mean"], features[train].mean(0), rtol=1e-5)
     assert result.model.config["num_features"] == 30
@@ -278,7 +279,8 @@ def test_build_arrays_scales_audio_and_standardises_is10_with_training_statistic
 def test_a_fold_learns_the_planted_arousal_cue_and_writes_its_outputs(tones, tmp_path):
     reports = []
     result = run_fold("elor", tones, "Ses01F", {**TOY_ELOR, "epochs": 10, "batch_size": 8, "lr": 0.05,
-                                                "momentum": 0.9, "seed": 0}, on_epoch=reports.append)
+                                                "momentum": 0.9, "seed": 0, "loss_reduction": "mean"},
+                      on_epoch=reports.append)
     assert [r.epoch for r in reports] == list(range(1, 11))
     assert result.val_metrics["arousal_uar"] > 0.5 and result.test_metrics["arousal"]["uar"] > 0.5
     frame = result.test_predictions
@@ -318,7 +320,8 @@ def test_one_joint_step_is_sgd_on_equation_3():
     reference = build_model("elor", **{**TOY["elor"], "dropout": 0.0})
     reference.load_state_dict(model.state_dict())
     data = random_set("elor", n=6)
-    cfg = TrainConfig(batch_size=6, epochs=1, lr=0.1, momentum=0.0, l2=0.05, update="joint")
+    cfg = TrainConfig(batch_size=6, epochs=1, lr=0.1, momentum=0.0, l2=0.05, update="joint",
+                      loss_reduction="mean")  # the summed loss: tests/test_protocol.py
     fit(model, data, None, cfg)
     x = torch.from_numpy(data.inputs["waveform"])
     out = reference(x)
