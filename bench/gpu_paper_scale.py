@@ -10,7 +10,7 @@ Paper-scale ELoR (Trigeorgis et al. 2016's sizes, `PAPER_ELOR`): conv1 40 x 80 p
    `fft_conv_flops`; it always computes in fp32), in bf16 autocast and fp32: ms per window,
    speed-up, % of the peak of the dtype the work runs in;
 3. one training epoch at IEMOCAP size (6136 training + 1534 validation windows, batch 15,
-   alternate updates, bf16 autocast and fp32) through `raylab.training.fit` on synthetic data:
+   alternate updates, bf16 autocast and fp32) through `raylab.train.loop.fit` on synthetic data:
    a few hundred windows timed, the epoch extrapolated (labelled), and what `AutoConv1d` chose;
 4. the 70-trial search (9 epochs per trial) projected with N = 1, 2, 4 trials sharing the GPU:
    N worker processes train concurrently (started together behind a barrier) and their summed

@@ -164,3 +164,13 @@ def make_demo_dataset(out: str | Path, *, turns_per_speaker: int = 18, seed: int
     write_demo_corpus(corpus, seed=seed, turns_per_speaker=turns_per_speaker)
     prepare_iemocap(corpus, out, evaluator="E2", workers=1)
     return out
+
+
+def make_five_session_corpus(root: str | Path, turns_per_speaker: int = 2) -> Path:
+    """A tiny corpus that looks like the full IEMOCAP release: five sessions, ten speakers, in its
+    layout, without the demo's marker (so it is read as IEMOCAP, not as the demo)."""
+    from raylab.data.corpora.demo import MARKER_FILE, write_demo_corpus
+
+    root = write_demo_corpus(root, seed=1, turns_per_speaker=turns_per_speaker)
+    (root / MARKER_FILE).unlink()
+    return root

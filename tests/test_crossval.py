@@ -129,6 +129,14 @@ def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
     # the pyfunc models (raylab.predict.mlflow_model): the ensemble on the parent, a fold's on each child
     for run_id in (parent.info.run_id, *(c.info.run_id for c in children)):
         assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
+    assert all(c.data.params["compute_dtype"] == "fp32" for c in children)
+    params = parent.data.params
+    config = yaml.safe_load((tenfold.run_dir / "config.yaml").read_text())
+    for key in ("loss_reduction", "is10_scaling", "compute_dtype"):
+        assert params[key] == str(tenfold.run[key]), key
+    assert config["compute_dtype"] == "fp32" and params["amp"] == "True"
+    assert config["resolved"]["train"]["loss_reduction"] == tenfold.run["loss_reduction"]
+    assert config["resolved"]["train"]["is10_scaling"] == tenfold.run["is10_scaling"]
 
 
 def test_leakage_guard_fires_on_a_split_forced_to_leak():
@@ -220,6 +228,8 @@ def test_bad_requests_fail_before_ray_starts(demo_dataset, tmp_path):
         run_crossval("elor", demo_dataset, TOY, folds=["Ses09X"], results=results)
     with pytest.raises(ConfigError, match="--workers-per-fold 0"):
         run_crossval("elor", demo_dataset, TOY, workers_per_fold=0, results=results)
+    with pytest.raises(ConfigError, match="batch_size=16 does not divide over 3 workers per fold"):
+        run_crossval("elor", demo_dataset, TOY, workers_per_fold=3, results=results)
     with pytest.raises(ConfigError, match="unknown network"):
         run_crossval("resnet", demo_dataset, TOY, results=results)
     with pytest.raises(ConfigError, match="unknown parameter"):

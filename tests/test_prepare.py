@@ -160,3 +160,38 @@ def test_cli_prepare_info_and_error_path(iemocap_corpus, tmp_path, capsys):
     assert "available: E1 (9), E2 (10)" in captured.err
     assert main(["data", "info", str(tmp_path)]) == 1
     assert "not a raylab dataset" in capsys.readouterr().err
+
+
+def test_five_session_release_is_checked_against_the_paper(tmp_path, capsys):
+    """Prepare and info print the E2 window count and the majority classes beside the paper's; a
+    tiny five-session corpus differs, and says so in warnings, not errors."""
+    from tests.corpus_factory import make_five_session_corpus
+
+    corpus = make_five_session_corpus(tmp_path / "IEMOCAP_full_release")
+    out = tmp_path / "data"
+    assert main(["data", "prepare", "iemocap", str(corpus), "--out", str(out), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert main(["data", "info", str(out)]) == 0
+    info = capsys.readouterr().out
+    windows = len(load_dataset(out, audio=False))
+    for text in (printed, info):
+        assert f"E2 windows {windows} (the paper: 8522 with E2)" in text
+        assert "(the paper: class 2, rating 3)" in text and "(the paper: class 0, rating 1)" in text
+        assert f"warning: {windows} windows, not the paper's 8522" in text
+
+
+def test_paper_check_is_quiet_when_the_corpus_matches_and_absent_elsewhere():
+    from raylab.data.prepare import paper_corpus_check
+
+    labels = {"arousal": np.r_[np.full(5000, 2), np.full(3522, 1)],
+              "valence": np.r_[np.full(5000, 0), np.full(3522, 3)]}
+    meta = {"corpus": "iemocap", "evaluator": "E2"}
+    lines = paper_corpus_check(meta, [1, 2, 3, 4, 5], labels)
+    assert len(lines) == 1 and "E2 windows 8522" in lines[0] and "most frequent arousal class 2" in lines[0]
+    swapped = {"arousal": labels["valence"], "valence": labels["arousal"]}
+    warnings = paper_corpus_check({**meta, "evaluator": "E1"}, range(1, 6), swapped)[1:]
+    assert warnings[0] == "warning: labelled by E1; the paper's figures are for evaluator E2"
+    assert "arousal class is 0 (rating 1), not the paper's 2" in warnings[1]
+    assert "valence class is 2 (rating 3), not the paper's 0" in warnings[2]
+    assert paper_corpus_check(meta, [1, 2, 3], labels) == []          # a partial release
+    assert paper_corpus_check({**meta, "corpus": "demo"}, range(1, 6), labels) == []

@@ -49,6 +49,12 @@ def test_train_local_runs_end_to_end_and_tracks_in_mlflow(demo_dataset, results,
     params = run.data.params
     assert params["lr"] == "0.01" and params["conv1_filters"] == "2" and params["fold"] == "Ses03F"
     assert params["input_samples"] == "96000" and params["update"] == "alternate"
+    assert params["compute_dtype"] == "fp32" and params["amp"] == "True"  # a CPU computes in fp32
+    assert {params["loss_reduction"], params["is10_scaling"]} <= {"sum", "mean", "none", "zscore"}
+    assert config["compute_dtype"] == "fp32" and info["compute_dtype"] == "fp32"
+    assert config["params"]["loss_reduction"] == info["loss_reduction"] == params["loss_reduction"]
+    assert config["params"]["is10_scaling"] == info["is10_scaling"] == params["is10_scaling"]
+    assert json.loads((fold / "metrics.json").read_text())["compute_dtype"] == "fp32"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_arousal_uar")] == [1, 2]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     assert {"test_valence_war", "test_arousal_uar", "test_arousal_f1"} <= set(run.data.metrics)

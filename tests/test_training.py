@@ -17,7 +17,7 @@ from raylab.train import loop, params
 from raylab.train.fold import build_arrays, run_fold, save_fold_outputs
 from raylab.train.folds import FoldSplit, check_no_leakage, fold_split, search_split
 from raylab.train.loop import ArraySet, fit, predict
-from raylab.train.params import PAPER_HPARAMS, TrainConfig, split_params
+from raylab.train.params import PAPER_HPARAMS, TrainConfig, split_params, worker_batch_size
 from tests.test_models import TOY, one_thread  # noqa: F401  (fixture)
 
 SPEAKERS = ("Ses01F", "Ses01M", "Ses02F", "Ses02M")
@@ -164,8 +164,42 @@ def test_shards_split_each_epoch_between_workers(monkeypatch):
     torch.manual_seed(0)
     model = build_model("elor", **TOY["elor"])
     log = record_steps(monkeypatch, model)
-    fit(model, random_set("elor", n=13), None, TrainConfig(batch_size=3, epochs=1), shard=(1, 2))
-    assert len(log) == 2 * 2  # 13 -> 12 shared -> 6 for this rank -> 2 batches of 3
+    fit(model, random_set("elor", n=13), None, TrainConfig(batch_size=4, epochs=1), shard=(1, 2))
+    assert len(log) == 3 * 2  # 13 -> 12 shared -> 6 for this rank -> 3 batches of 4 / 2 = 2
+
+
+def test_workers_split_the_global_batch():
+    assert worker_batch_size(15, 1) == 15
+    assert worker_batch_size(16, 4) == 4
+    with pytest.raises(ConfigError, match="batch_size=15 does not divide over 2 workers"):
+        worker_batch_size(15, 2)
+    with pytest.raises(ConfigError, match="batch_size=15 does not divide over 2 workers"):
+        fit(build_model("elor", **TOY["elor"]), random_set("elor", n=8), None,
+            TrainConfig(batch_size=15, epochs=1), shard=(0, 2))
+
+
+def test_shards_make_up_the_global_batch(monkeypatch):
+    """With 3 workers and batch_size 6, each worker takes 2 windows of every batch, and the
+    workers' batch k together are exactly the one-worker batch k."""
+    batches: list[list[int]] = []
+    original = loop._Staged.batch
+
+    def spy(self, positions):
+        batches.append(sorted(self.rows[positions.to(self.rows.device)].tolist()))
+        return original(self, positions)
+
+    monkeypatch.setattr(loop._Staged, "batch", spy)
+    cfg = TrainConfig(batch_size=6, epochs=1, update="joint")
+    fit(build_model("ftr", **TOY["ftr"]), random_set("ftr", n=18), None, cfg)
+    single, batches[:] = list(batches), []
+    per_rank = []
+    for rank in range(3):
+        fit(build_model("ftr", **TOY["ftr"]), random_set("ftr", n=18), None, cfg, shard=(rank, 3))
+        per_rank.append(list(batches))
+        batches.clear()
+    assert [len(b) for b in single] == [6, 6, 6]
+    assert all(len(b) == 2 for rank in per_rank for b in rank)
+    assert [sorted(sum((rank[k] for rank in per_rank), [])) for k in range(3)] == single
 
 
 def test_split_params_uses_the_papers_tables_and_checks_keys():
@@ -230,7 +264,8 @@ def test_build_arrays_scales_audio_and_standardises_is10_with_training_statistic
     table = pa.table({"window_id": dataset.window_id, **{f"f{j}": features[:, j] for j in range(30)}})
     pq.write_table(table, tones / "features_is10.parquet")
     result = run_fold("ftr", tones, "Ses02M", {"epochs": 2, "batch_size": 16, "lr": 0.05, "hidden1": 16,
-                                               "hidden2": 8})
+                                               "hidden2": 8, "is10_scaling": "zscore",
+                                               "loss_reduction": "mean"})
     train = result.split.train_idx
     np.testing.assert_allclose(result.feature_stats["is10"]["mean"], features[train].mean(0), rtol=1e-5)
     assert result.model.config["num_features"] == 30
@@ -244,7 +279,8 @@ def test_build_arrays_scales_audio_and_standardises_is10_with_training_statistic
 def test_a_fold_learns_the_planted_arousal_cue_and_writes_its_outputs(tones, tmp_path):
     reports = []
     result = run_fold("elor", tones, "Ses01F", {**TOY_ELOR, "epochs": 10, "batch_size": 8, "lr": 0.05,
-                                                "momentum": 0.9, "seed": 0}, on_epoch=reports.append)
+                                                "momentum": 0.9, "seed": 0, "loss_reduction": "mean"},
+                      on_epoch=reports.append)
     assert [r.epoch for r in reports] == list(range(1, 11))
     assert result.val_metrics["arousal_uar"] > 0.5 and result.test_metrics["arousal"]["uar"] > 0.5
     frame = result.test_predictions
@@ -284,7 +320,8 @@ def test_one_joint_step_is_sgd_on_equation_3():
     reference = build_model("elor", **{**TOY["elor"], "dropout": 0.0})
     reference.load_state_dict(model.state_dict())
     data = random_set("elor", n=6)
-    cfg = TrainConfig(batch_size=6, epochs=1, lr=0.1, momentum=0.0, l2=0.05, update="joint")
+    cfg = TrainConfig(batch_size=6, epochs=1, lr=0.1, momentum=0.0, l2=0.05, update="joint",
+                      loss_reduction="mean")  # the summed loss: tests/test_protocol.py
     fit(model, data, None, cfg)
     x = torch.from_numpy(data.inputs["waveform"])
     out = reference(x)

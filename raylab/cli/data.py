@@ -53,12 +53,16 @@ def cmd_evaluators(args) -> int:
 
 
 def cmd_prepare_iemocap(args) -> int:
-    from raylab.data.prepare import prepare_iemocap
+    from raylab.data.prepare import check_against_paper, prepare_iemocap
 
-    return _print_summary(prepare_iemocap(
+    summary = prepare_iemocap(
         args.corpus, args.out, evaluator=args.evaluator, window_seconds=args.window_seconds,
         min_last_seconds=args.min_last_seconds, skip_invalid=args.skip_invalid,
-        resample=args.resample, workers=args.workers, log=_stderr))
+        resample=args.resample, workers=args.workers, log=_stderr)
+    code = _print_summary(summary)
+    for line in check_against_paper(summary.path) if summary.path else []:
+        print(line)  # the full release beside the paper's windows and majority labels
+    return code
 
 
 def cmd_prepare_manifest(args) -> int:

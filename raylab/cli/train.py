@@ -19,7 +19,9 @@ def register(subparsers, common) -> None:
     parser.add_argument("--data", metavar="DIR", help="dataset folder or URI (default: the demo dataset)")
     parser.add_argument("--config", metavar="FILE", help="YAML with `arch` and flat `params` (a search's best.yaml)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one parameter (repeatable), e.g. --set lr=0.01")
+                        help="override one parameter (repeatable), e.g. --set lr=0.01, "
+                             "--set loss_reduction=mean, --set is10_scaling=none, --set amp=false "
+                             "(fp32 on CUDA; the default is bf16 autocast there)")
     parser.add_argument("--epochs", type=int, metavar="N", help="shorthand for --set epochs=N")
     parser.add_argument("--update", choices=("alternate", "joint"),
                         help="heads updated in turn per batch (the paper's) or one joint step")
@@ -33,7 +35,8 @@ def register(subparsers, common) -> None:
     folds = parser.add_argument_group("ten folds on Ray Train")
     folds.add_argument("--folds", metavar="A,B", help="only these test speakers (default: all)")
     folds.add_argument("--workers-per-fold", type=int, metavar="N",
-                       help="DDP workers per fold (default: 1)")
+                       help="DDP workers per fold (default: 1); the global batch stays "
+                            "batch_size, each worker taking batch_size/N, so N must divide it")
     folds.add_argument("--gpus-per-worker", type=float, metavar="G",
                        help="default: 1 when the Ray cluster has GPUs (0 with --device cpu), else 0")
     folds.add_argument("--cpus-per-worker", type=float, metavar="C", help="default: 1")

@@ -190,6 +190,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     """
     from raylab.runtime.settings import results_dir
     from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker
+    from raylab.train.params import recorded_settings, split_params
 
     results = results_dir(results)
     _check_resources(workers_per_fold, gpus_per_worker, cpus_per_worker, max_failures, device)
@@ -204,13 +205,21 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     # Ray only when a fold is left to train; the cluster decides the GPUs and the store's reach
     with ray_session(address) if plan.todo else contextlib.nullcontext():
         gpus = _fit_to_cluster(tracker, gpus_per_worker, device) if plan.todo else 0.0
+        # what the workers compute in, known once the cluster gave the GPUs
+        settings = recorded_settings(split_params(arch, plan.params)[1],
+                                     "cuda" if gpus > 0 else "cpu")
+        if plan.todo:
+            plan.config.update(compute_dtype=settings["compute_dtype"])
+            for key, value in settings.items():
+                setattr(run, key, value)
+            write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(plan.config, sort_keys=False))
         with tracker.start_run(plan.name, tags={KIND_TAG: "crossval", ARCH_TAG: arch,
                                                 RUN_DIR_TAG: str(run_dir)},
                                run_id=_reopen(tracker, run.mlflow_run_id)) as parent:
             run.mlflow_run_id = parent.run_id
             write_atomic(run_dir / RUN_FILE, run.to_json())
             if not plan.resumed:
-                parent.log_params({**plan.params, "folds": ",".join(plan.folds),
+                parent.log_params({**plan.params, **settings, "folds": ",".join(plan.folds),
                                    "dataset": run.dataset, "workers_per_fold": workers_per_fold,
                                    "gpus_per_worker": gpus})
                 parent.log_config(plan.config)
@@ -260,7 +269,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     from raylab.data.demo_cache import resolve_data
     from raylab.models import model_class
     from raylab.train.fold import build_arrays
-    from raylab.train.params import split_params
+    from raylab.train.params import split_params, worker_batch_size
 
     model_class(arch)
     name = name or f"{arch}-tenfold"
@@ -280,6 +289,7 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
         notes.append(f"resume: no earlier run named {name}; started a new one")
     params = {**(params or {}), **({"seed": seed} if seed is not None else {})}
     model_kwargs, train_config = split_params(arch, params)
+    worker_batch_size(train_config.batch_size, resources["workers_per_fold"])  # before Ray starts
     data = _dataset_id(resolve_data(str(data) if data else None, results, arch))
     meta = read_meta(data)
     dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)

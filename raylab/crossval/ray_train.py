@@ -80,7 +80,7 @@ def train_fold_worker(config: dict) -> None:
     """Ray Train worker loop of one fold (runs on every worker of the fold's TorchTrainer)."""
     from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, Tracker
     from raylab.train.fold import run_fold, save_fold_outputs
-    from raylab.train.params import split_params
+    from raylab.train.params import compute_dtype, split_params
 
     job: FoldJob = config["job"]
     speaker: str = config["fold"]
@@ -101,7 +101,9 @@ def train_fold_worker(config: dict) -> None:
     with tracker.start_run(f"{job.name}/{speaker}", job.experiment, parent_run_id=job.parent_run_id,
                            tags={KIND_TAG: "crossval-fold", ARCH_TAG: job.arch,
                                  "raylab.fold": speaker}) as run:
-        run.log_params({**job.params, "fold": speaker, "workers": world})
+        cfg = split_params(job.arch, job.params)[1]
+        run.log_params({**job.params, "fold": speaker, "workers": world,
+                        "compute_dtype": compute_dtype(cfg, device)})
 
         def on_epoch(report) -> None:
             run.log_metrics(report.metrics(), step=report.epoch)

@@ -202,6 +202,50 @@ def prepare_manifest(manifest: str | Path, out: str | Path, *, labels: str = "ra
                          resample=resample, workers=workers, log=log)
 
 
+# The paper's full release labelled by E2: 8522 windows (section 3.1), and the most frequent label
+# of the test sets' prior, arousal 3 and valence 1 on the 1-5 scale (section 4.1): classes 2 and 0.
+PAPER_WINDOWS = 8522
+PAPER_MAJORITY = {"arousal": 2, "valence": 0}
+IEMOCAP_SESSIONS = (1, 2, 3, 4, 5)
+
+
+def paper_corpus_check(meta: dict, sessions: Iterable[int], labels: dict[str, np.ndarray]) -> list[str]:
+    """On a dataset of the full IEMOCAP release (five sessions): its window count and majority
+    classes beside the paper's, then a `warning:` line for each that differs. Nothing for other
+    corpora (the demo, a manifest, a partial release)."""
+    if meta.get("corpus") != "iemocap" or set(IEMOCAP_SESSIONS) - {int(s) for s in sessions}:
+        return []
+    windows = len(next(iter(labels.values())))
+    evaluator = meta.get("evaluator")
+    majority = {d: int(np.bincount(labels[d].astype(np.int64), minlength=5).argmax())
+                for d in PAPER_MAJORITY}
+    lines = [f"paper     {evaluator} windows {windows} (the paper: {PAPER_WINDOWS} with E2); "
+             + "; ".join(f"most frequent {d} class {majority[d]}, rating {majority[d] + 1} "
+                         f"(the paper: class {PAPER_MAJORITY[d]}, rating {PAPER_MAJORITY[d] + 1})"
+                         for d in PAPER_MAJORITY)]
+    if evaluator != "E2":
+        lines.append(f"warning: labelled by {evaluator}; the paper's figures are for evaluator E2")
+    if windows != PAPER_WINDOWS:
+        lines.append(f"warning: {windows} windows, not the paper's {PAPER_WINDOWS}: a different "
+                     "release, evaluator or window rule gives other folds and baselines than "
+                     "Table 5's")
+    for dim, label in majority.items():
+        if label != PAPER_MAJORITY[dim]:
+            lines.append(f"warning: the most frequent {dim} class is {label} (rating {label + 1}), "
+                         f"not the paper's {PAPER_MAJORITY[dim]} (rating {PAPER_MAJORITY[dim] + 1}):"
+                         " the most-frequent-label baseline differs from Table 5's")
+    return lines
+
+
+def check_against_paper(path: str | Path) -> list[str]:
+    """`paper_corpus_check` of the dataset at `path` (what `raylab data prepare` prints)."""
+    from raylab.data.dataset import load_dataset
+
+    data = load_dataset(path, audio=False)
+    return paper_corpus_check(data.meta, np.unique(data.session),
+                              {d: data.labels(d) for d in PAPER_MAJORITY})
+
+
 def describe_dataset(path: str | Path) -> str:
     """What `raylab data info` prints: provenance, counts, windows and label histograms per speaker."""
     from raylab.data.dataset import load_dataset
@@ -224,4 +268,6 @@ def describe_dataset(path: str | Path) -> str:
                 for dim in ("valence", "arousal")]
         cells = ["".join(f"{int(c):>5}" for c in h) for h in hist]
         lines.append(f"{name:<10}{int(mask.sum()):>8}   {cells[0]}   {cells[1]}")
-    return "\n".join(lines)
+    check = paper_corpus_check(meta, np.unique(data.session),
+                               {d: data.labels(d) for d in PAPER_MAJORITY})
+    return "\n".join(lines + ([""] + check if check else []))

@@ -33,15 +33,16 @@ def confusion_file(dim: str, pooled: bool = False) -> str:
 
 
 # The keys each kind of run writes to run.json (the others stay out of its file).
+PROTOCOL_FIELDS = ("loss_reduction", "is10_scaling", "amp", "compute_dtype")
 KIND_FIELDS = {
     "search": ("kind", "name", "arch", "dataset", "mlflow_run_id", "num_samples", "seed",
                "scheduler", "metric", "mode", "experiment_path", "test_speaker", "complete",
                "best_trial"),
     "crossval": ("kind", "name", "arch", "dataset", "mlflow_run_id", "evaluator", "corpus",
                  "windows", "folds", "fold_windows", "failed", "completed", "status", "created",
-                 "updated"),
+                 "updated", *PROTOCOL_FIELDS),
     "train-local": ("kind", "name", "arch", "dataset", "mlflow_run_id", "evaluator", "windows",
-                    "folds", "test"),
+                    "folds", "test", *PROTOCOL_FIELDS),
 }
 
 
@@ -77,6 +78,11 @@ class RunRecord:
     updated: str | None = None
     # a one-fold run
     test: dict[str, Any] = field(default_factory=dict)
+    # what a training run computed with (raylab.train.params.recorded_settings)
+    loss_reduction: str | None = None
+    is10_scaling: str | None = None
+    amp: bool | None = None
+    compute_dtype: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of other versions, kept as read
 
     def to_dict(self) -> dict[str, Any]:

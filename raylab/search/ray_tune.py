@@ -230,7 +230,7 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
 
     from raylab.runtime.tracking import Tracker
     from raylab.train.fold import run_fold
-    from raylab.train.params import split_params
+    from raylab.train.params import compute_dtype, split_params
 
     torch.set_num_threads(max(1, int(context.cpus)))
     params = {**context.fixed, **config}
@@ -257,7 +257,7 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     stopped = False
     with tracker.start_run(f"{context.search_name}-{trial_id}", parent_run_id=context.parent_run_id,
                            tags=tags) as run:
-        run.log_params(params)
+        run.log_params({**params, "compute_dtype": compute_dtype(split_params(context.arch, params)[1], device)})
         try:
             fold = run_fold(context.arch, arrays, context.test_speaker, params, device, on_epoch,
                             evaluate_test=False)

@@ -30,7 +30,7 @@ from raylab.report.table5 import collapse_note
 from raylab.runtime.fsutil import atomic_path, write_atomic
 from raylab.train.folds import FoldSplit, fold_split
 from raylab.train.loop import ArraySet, EpochReport, fit, predict
-from raylab.train.params import split_params
+from raylab.train.params import compute_dtype, split_params
 from raylab.report.metrics import confusion, majority_label, most_frequent_baseline, summarize
 
 PROB_COLUMNS = tuple(f"prob_{k}" for k in range(NUM_CLASSES))
@@ -125,6 +125,7 @@ class FoldResult:
     attrs: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    compute_dtype: str = "fp32"
 
     def flat_test_metrics(self) -> dict[str, float]:
         """{test_valence_war, ...} for trackers."""
@@ -157,7 +158,8 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
 
     `dataset` may be an ArraySet from `build_arrays` without statistics (shared by many trials,
     e.g. through Ray's object store): it is only read. The split and the weights are seeded by
-    `params["seed"]` (default 0); IS10 statistics come from the fold's training rows only.
+    `params["seed"]` (default 0); with `is10_scaling="zscore"` the IS10 statistics come from the
+    fold's training rows only, with "none" the features enter as extracted.
     `prepare_model` wraps the network for training (DDP, with `shard=(rank, world)`); the result
     holds the unwrapped network.
     """
@@ -169,7 +171,7 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
     # int16 audio, scaled per batch: half the memory, the same numbers (1/32768 is exact)
     arrays = dataset if isinstance(dataset, ArraySet) else build_arrays(dataset, name, waveform_dtype="int16")
     split = fold_split(arrays.info["speaker"], test_speaker, val_fraction, seed=cfg.seed)
-    stats = feature_stats_of(arrays, split.train_idx)
+    stats = feature_stats_of(arrays, split.train_idx) if cfg.is10_scaling == "zscore" else None
     data = standardized(arrays, stats)
     model_kwargs.update(shape_arguments(name, data, params))
     import torch
@@ -182,7 +184,8 @@ def run_fold(name: str, dataset: Dataset | ArraySet | str | os.PathLike, test_sp
     majority = {d: majority_label(data.targets[d][split.train_idx]) for d in DIMENSIONS}
     result = FoldResult(name, test_speaker, model, history.history, history.val_metrics, None,
                         stats, split, dataclasses.asdict(cfg), majority,
-                        split.describe(arrays.window_id, arrays.info["speaker"]), dict(arrays.attrs))
+                        split.describe(arrays.window_id, arrays.info["speaker"]), dict(arrays.attrs),
+                        compute_dtype=compute_dtype(cfg, cfg.device))
     if evaluate_test:
         test = data.view(split.test_idx)
         probs = predict(model, test, batch_size=cfg.batch_size, amp=cfg.amp)
@@ -213,8 +216,8 @@ def save_fold_outputs(result: FoldResult, folder: str | os.PathLike) -> dict[str
     paths["split"] = write_atomic(folder / SPLIT_FILE, json.dumps(split_doc, indent=2) + "\n")
     metrics = {"arch": result.name, "fold": result.test_speaker, "test": result.test_metrics,
                "val": result.val_metrics, "history": result.history, "windows": split.counts(),
-               "train_config": result.train_config, "model_config": dict(result.model.config),
-               "seconds": result.seconds}
+               "train_config": result.train_config, "compute_dtype": result.compute_dtype,
+               "model_config": dict(result.model.config), "seconds": result.seconds}
     if result.test_predictions is not None:
         frame = result.test_predictions
         metrics["most_frequent_baseline"] = {}
@@ -291,9 +294,11 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
 
     from raylab.runtime import tracking
     from raylab.runtime.settings import pick_device, run_folder
+    from raylab.train.params import recorded_settings
 
     model_kwargs, cfg = split_params(arch, params)  # every mistake before anything starts
     device = pick_device(device)
+    settings = recorded_settings(cfg, device)
     data = str(data) if "://" in str(data) else str(Path(data).expanduser().resolve())
     dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
     fold = fold or (PAPER_FOLD if PAPER_FOLD in dataset.speakers else dataset.speakers[0])
@@ -309,7 +314,7 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
     with tracker.start_run(name, tags=tags) as run:
         given = {k: v for k, v in {**model_kwargs, **dataclasses.asdict(cfg)}.items()
                  if k not in SHAPE_KEYS and k != "device"}
-        run.log_params({**given, "dataset": data, "fold": fold, "device": device,
+        run.log_params({**given, **settings, "dataset": data, "fold": fold, "device": device,
                         "windows": len(dataset)})
 
         def epoch_done(report: EpochReport) -> None:
@@ -319,14 +324,14 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
 
         result = run_fold(arch, dataset, fold, params, device, epoch_done, on_batch=on_batch)
         config = {"arch": arch, "params": resolved_params(result), "dataset": data,
-                  "fold": fold, "device": device}
+                  "fold": fold, "device": device, "compute_dtype": settings["compute_dtype"]}
         run.log_params({k: v for k, v in result.model.config.items() if k in SHAPE_KEYS})
         fold_dir = run_dir / FOLDS_DIR / fold
         save_fold_outputs(result, fold_dir)
         write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         info = RunRecord("train-local", name, arch, data, run.run_id,
                          evaluator=dataset.meta.get("evaluator"), windows=len(dataset),
-                         folds=[fold], test=result.test_metrics)
+                         folds=[fold], test=result.test_metrics, **settings)
         write_atomic(run_dir / RUN_FILE, info.to_json())
         run.log_metrics(result.flat_test_metrics(), step=len(result.history))
         run.log_artifact(run_dir / CONFIG_FILE)

@@ -1,8 +1,16 @@
 """The paper's training procedure in plain PyTorch (section 2.1.1, Tables 1-4): no Ray, no MLflow.
 
 Loss, eq. (3), per head: cross-entropy + alpha_w * sum of the squared weights (conv and linear
-weights; biases and batch-norm affine parameters are not decayed). The L2 term is applied as SGD
-weight decay 2 * alpha_w, which is exactly its gradient, instead of being added to the graph.
+weights; biases and batch-norm affine parameters are not decayed). `loss_reduction="sum"` is eq. (3)
+as written, the cross-entropy summed over the batch's windows; "mean" averages it (a gradient
+batch_size times smaller: it changes what the Tables' lr and alpha_w mean). The L2 term is applied
+as SGD weight decay 2 * alpha_w, which is exactly its gradient whatever the reduction, once per
+optimizer step, instead of being added to the graph. Data-parallel workers (`shard`) each take
+batch_size / world windows of every batch; DDP averages their gradients, so a summed loss is
+scaled by the world size to stay the sum over the whole batch.
+
+`is10_scaling` (applied by `raylab.train.fold.run_fold`): "none" feeds the IS10 functionals
+"directly" (section 2.2.2); "zscore" standardises them with the training split's statistics.
 SGD with Nesterov momentum; the learning rate is multiplied by `lr_decay` after every epoch.
 
 `update="alternate"` (the paper's, default): per batch the head order is drawn at random (seeded);
@@ -13,8 +21,9 @@ keeps one momentum buffer per head: the velocity built from the arousal loss is 
 a valence step, as with the two separately compiled update functions of the paper's era
 (Keras/Lasagne). `update="joint"`: both losses summed, one optimizer, one step per batch.
 
-The training loss reported per epoch is the mean over batches of the two heads' cross-entropies
-(in `alternate` mode the second is measured after the first step) plus the L2 term at epoch end.
+The training loss reported per epoch is the mean over batches of the two heads' mean cross-entropy
+per window, whatever `loss_reduction` (in `alternate` mode the second is measured after the first
+step), plus the L2 term at epoch end.
 """
 from __future__ import annotations
 
@@ -33,7 +42,7 @@ from torch import nn
 from raylab import DIMENSIONS
 from raylab.errors import DataError, DivergedError
 from raylab.report.metrics import per_dimension
-from raylab.train.params import TrainConfig
+from raylab.train.params import TrainConfig, worker_batch_size
 
 __all__ = ["ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
 
@@ -180,6 +189,16 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Eq. (3)'s data term over one batch: summed over its windows, or their mean."""
+    return F.cross_entropy(logits.float(), target, reduction=reduction)
+
+
+def _per_window(ys: dict[str, torch.Tensor], cfg: TrainConfig) -> int:
+    """Divides a batch's loss into the mean per window, the figure reported as `train_loss`."""
+    return len(next(iter(ys.values()))) if cfg.loss_reduction == "sum" else 1
+
+
 def _l2_penalty(net: nn.Module, l2: float) -> float:
     with torch.no_grad():
         return l2 * float(sum(p.double().pow(2).sum() for p in net.parameters() if p.ndim > 1))
@@ -192,7 +211,8 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
     """Train `model` in place for `cfg.epochs`; validation metrics after every epoch.
 
     `on_batch(done, total)` is called after each batch (progress bars); `shard=(rank, world)` makes
-    each data-parallel worker take its own slice of every epoch's (shared, seeded) permutation.
+    each data-parallel worker take its own slice of every epoch's (shared, seeded) permutation,
+    batch_size / world windows of every batch (`worker_batch_size`).
     """
     start = time.perf_counter()
     device = torch.device(cfg.device)
@@ -208,6 +228,10 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
     data = _Staged(as_view(train), net.inputs, device, cache)
     val_data = _Staged(as_view(val), net.inputs, device, cache) if val is not None and len(val) else None
     optimizers = _optimizers(net, cfg)
+    rank, world = shard if shard is not None else (0, 1)
+    batch_size = worker_batch_size(cfg.batch_size, world)
+    # DDP averages the workers' gradients: a summed loss is scaled back to the whole batch's sum
+    scale = float(world) if cfg.loss_reduction == "sum" else 1.0
     # Fuses conv -> batch norm -> pool -> ReLU; validation still runs the eager `model`.
     step_model = torch.compile(model) if cfg.compile else model
     result = FitResult()
@@ -221,10 +245,9 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
         # On the device of the staged rows: indexing GPU-resident data with a CPU index tensor
         # costs a pageable host-to-device copy, and with it a stream synchronisation, per batch.
         order = torch.randperm(len(data), generator=gen).to(data.rows.device)
-        if shard is not None:
-            rank, world = shard
+        if shard is not None:  # batch k of every worker is its slice of the global batch k
             order = order[: len(order) // world * world][rank::world]
-        batches = order.split(cfg.batch_size)
+        batches = order.split(batch_size)
         first = torch.randint(0, 2, (len(batches),), generator=gen).tolist()
         total = torch.zeros((), device=device)
         first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no host sync per batch
@@ -235,20 +258,20 @@ def fit(model: nn.Module, train: ArraySet | ArrayView, val: ArraySet | ArrayView
                 opt.zero_grad(set_to_none=True)
                 with _autocast(device, cfg.amp):
                     out = step_model(*xs)
-                loss = sum(F.cross_entropy(out[d].float(), ys[d]) for d in DIMENSIONS)
-                loss.backward()
+                losses = [_cross_entropy(out[d], ys[d], cfg.loss_reduction) for d in DIMENSIONS]
+                (scale * sum(losses)).backward()
                 opt.step()
-                total += loss.detach()
+                total += sum(loss.detach() for loss in losses) / _per_window(ys, cfg)
             else:
                 for dim in (DIMENSIONS if first[b] == 0 else DIMENSIONS[::-1]):
                     opt = optimizers[dim]
                     opt.zero_grad(set_to_none=True)
                     with _autocast(device, cfg.amp):
                         out = step_model(*xs)  # the second head sees the network updated by the first
-                    loss = F.cross_entropy(out[dim].float(), ys[dim])
-                    loss.backward()
+                    loss = _cross_entropy(out[dim], ys[dim], cfg.loss_reduction)
+                    (scale * loss).backward()
                     opt.step()
-                    total += loss.detach()
+                    total += loss.detach() / _per_window(ys, cfg)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total), b, first_bad)
             if on_batch is not None:
                 on_batch(b + 1, len(batches))

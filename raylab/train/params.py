@@ -37,6 +37,8 @@ def read_yaml(path: Path, what: str = "") -> Any:
 
 
 UPDATES = ("alternate", "joint")
+LOSS_REDUCTIONS = ("sum", "mean")    # eq. (3) sums over the samples; "mean" is ours
+IS10_SCALINGS = ("none", "zscore")   # section 2.2.2 feeds the features directly; z-scores are ours
 # Tables 1-4 of the paper: batch size, learning rate, epochs, decay per epoch, momentum, alpha_w.
 PAPER_HPARAMS: dict[str, dict[str, Any]] = {
     "elor": dict(batch_size=15, lr=0.006, epochs=9, lr_decay=0.9, momentum=0.65, l2=1e-9),
@@ -48,8 +50,10 @@ PAPER_HPARAMS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (defaults: Table 1, ELoR). `amp`: bf16 autocast, used on CUDA only.
+    """Training settings (defaults: Table 1, ELoR). `amp`: bf16 autocast, used on CUDA only
+    (`amp=false`: fp32 everywhere; `compute_dtype` names what a run computed in).
     `compile`: train through `torch.compile(model)` (pays on long trials; see bench/fast_path.py).
+    `loss_reduction`, `is10_scaling`: see `raylab.train.loop` and docs/protocol.md.
     """
 
     batch_size: int = 15
@@ -63,14 +67,40 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True
     compile: bool = False
+    loss_reduction: str = "sum"      # eq. (3) as written; docs/protocol.md has the measurement
+    is10_scaling: str = "zscore"     # ours; "none" is section 2.2.2's "directly" (docs/protocol.md)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             message = limit_error(f.name, getattr(self, f.name))  # the one table of limits
             if message:
                 raise ConfigError(f"{f.name}={getattr(self, f.name)!r}: {message}")
-        if self.update not in UPDATES:
-            raise ConfigError(f"update={self.update!r}: expected one of {', '.join(UPDATES)}")
+        for name, allowed in (("update", UPDATES), ("loss_reduction", LOSS_REDUCTIONS),
+                              ("is10_scaling", IS10_SCALINGS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of "
+                                  f"{', '.join(allowed)}")
+
+
+def compute_dtype(cfg: TrainConfig, device: str) -> str:
+    """What the network computes in: "bf16" with `amp` on a CUDA device, else "fp32"."""
+    return "bf16" if str(device).startswith("cuda") and cfg.amp else "fp32"
+
+
+def recorded_settings(cfg: TrainConfig, device: str) -> dict[str, Any]:
+    """The protocol choices every run records (MLflow params, config.yaml, run.json)."""
+    return {"loss_reduction": cfg.loss_reduction, "is10_scaling": cfg.is10_scaling,
+            "amp": cfg.amp, "compute_dtype": compute_dtype(cfg, device)}
+
+
+def worker_batch_size(batch_size: int, world: int) -> int:
+    """The windows each of `world` data-parallel workers takes per batch, so that the global
+    batch stays `batch_size`; a batch that does not divide is a ConfigError."""
+    if world < 1 or batch_size % world:
+        raise ConfigError(f"batch_size={batch_size} does not divide over {world} workers per "
+                          f"fold; choose a batch size that is a multiple of {world} (the global "
+                          "batch is split evenly)")
+    return batch_size // world
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
