@@ -221,7 +221,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                         seed, init_scale, mean_window, device, log_every=max(1, steps // 10),
                         method=method, sample_rate=sr, progress=progress)
     seconds = time.perf_counter() - start
-    table = table6(result.signals, sr)
+    table = table6({(h, c + 1): x for (h, c), x in result.signals.items()}, sr)  # ratings 1-5
     corpus = dataset.meta.get("corpus", "?")
     checks = cue_checks(result.signals, sr, demo_cues() if corpus == "demo" else PAPER_CUES)
     metrics = runs.fold_test_metrics(target)
@@ -236,7 +236,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         "optimizer": "Adam (gradient ascent)" + (", clipped to [-1, 1]" if method == "paper" else
                                                  " on the parameters of analysis.shaped"),
         "objective": OBJECTIVES[method],
-        "final": {f"{h} {c}": {"logit": result.logits[(h, c)],
+        "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)]}
                   for h, c in result.signals},
         "test_metrics": metrics,
@@ -252,7 +252,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         for head in ("arousal", "valence"):
             plots.figure5({c: x for (h, c), x in result.signals.items() if h == head}, sr,
                           tmp / f"figure5_{head}.png",
-                          f"generalized input signals, {head} (class 0..4), {target.arch} "
+                          f"generalized input signals, {head} (ratings 1..5), {target.arch} "
                           f"fold {target.fold}")
         table.to_csv(tmp / "table6.csv")
         (tmp / "table6.md").write_text(to_markdown(table))
@@ -270,10 +270,10 @@ def format_summary(summary: dict) -> str:
     lines = [f"generalized input signals of {summary['arch']} fold {summary['fold']}, method "
              f"{summary.get('method', 'paper')} ({summary['steps']} steps, λ={summary['l2']}, "
              f"lr={summary['lr']}, seed {summary['seed']}, {summary.get('seconds', '?')} s)",
-             to_markdown(summary["table6"]),
+             "Table 6 (columns: dimension and rating 1-5)", to_markdown(summary["table6"]),
              "softmax probability of the target class at x*: " + ", ".join(
                  f"{key} {v['probability']:.2f}" for key, v in summary["final"].items())]
-    for check in summary["cues"]:
+    for check in summary["cues"]:  # Spearman of the rating against the measure
         verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"
         uar = check.get("test_uar")

@@ -85,7 +85,7 @@ def figure5(signals: dict[int, np.ndarray], sr: int, path: Path, title: str) -> 
     for col, label in enumerate(classes):
         x = signals[label]
         axes[0, col].plot(np.arange(len(x)) / sr, x, lw=0.3, color="black")
-        axes[0, col].set_title(f"class {label}")
+        axes[0, col].set_title(f"rating {label + 1}")  # classes 0-4 are ratings 1-5
         axes[0, col].set_xlabel("time (s)")
         freqs, psd = power_spectrum(x, sr)
         axes[1, col].plot(freqs / 1000, 10 * np.log10(psd + 1e-20), lw=0.6, color="tab:blue")

@@ -111,7 +111,7 @@ def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, 
     assert sr == SR and audio.shape == (SAMPLES,)
     table = pd.read_csv(out / "table6.csv", index_col=0)
     assert table.shape == (9, 10) and "Syllable rate (Hz)" in table.index
-    assert (out / "table6.md").read_text().startswith("|  | arousal 0")
+    assert (out / "table6.md").read_text().startswith("|  | arousal 1")
     summary = json.loads((out / "generalize_summary.json").read_text())
     assert summary["steps"] == 5 and summary["cues"] and "ordered" in summary["cues"][0]
     assert (out / "figure5_arousal.png").exists() and (out / "figure5_valence.png").exists()

@@ -116,7 +116,8 @@ def test_validate_command(capsys):
     assert out.count(": ok (") == len(SHIPPED) == 4
     bad = DATA / "bad_string_number.yaml"
     assert main(["search-spaces", "validate", str(SHIPPED[0]), str(bad)]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("ok (elor, 18 parameters, 70 trials)")
-    assert out[1] == (f"error: {bad}: space.lr.low: expected a number, found the string '1e-4' "
-                      "(YAML reads numbers like 1e-4 as strings; write 1.0e-4)")
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].endswith("ok (elor, 18 parameters, 70 trials)")
+    assert captured.err.splitlines() == [
+        f"raylab: error: {bad}: space.lr.low: expected a number, found the string '1e-4' "
+        "(YAML reads numbers like 1e-4 as strings; write 1.0e-4)"]

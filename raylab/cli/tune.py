@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers, common) -> None:
@@ -84,5 +85,5 @@ def run_validate(args: argparse.Namespace) -> int:
                   f"{space.num_samples} trials)")
         except ConfigError as err:
             failed += 1
-            print(f"error: {err}")  # the message names the file and the key
+            print(f"raylab: error: {err}", file=sys.stderr)  # names the file and the key
     return 1 if failed else 0
