@@ -42,7 +42,9 @@ def run_folder(results: Path, name: str, kind: str) -> Path:
     from raylab.report.table5 import RUN_FILE
 
     folder = Path(results) / check_run_name(name)
-    if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+    from raylab.runtime.runlock import LOCK_FILE
+
+    if folder.is_file() or (folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())):
         try:
             run = json.loads((folder / RUN_FILE).read_text())
             found = run.get("kind") if isinstance(run, dict) else None
