@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from raylab.errors import ConfigError, DataError
 from raylab.runtime import hostmem
+from raylab.runtime.capacity import check_store_reachable, clear_resource_requests
 from raylab.runtime.settings import check_run_name, run_folder
 from raylab.search.results import (SearchResult, TrialSummary, plain, write_best, write_json,
                                    write_text)
@@ -146,12 +147,14 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
     data = resolve_data(data, results)
     data = data if "://" in data else str(Path(data).resolve())
     _init_ray(address)
+    cpus, gpus = _trial_resources(space, cpus_per_trial, gpus_per_trial, local=address is None)
+    _check_fit(cpus, gpus)
     if demo:
         ensure_demo_features(data, arch)
-    cpus, gpus = _trial_resources(space, cpus_per_trial, gpus_per_trial, local=address is None)
     _check_device(device, gpus)
-    return _execute(space, data, name, run_dir, storage, state, seed, scheduler, cpus,
-                    gpus, results, track, max_failures, device, tuple(callbacks))
+    result = _execute(space, data, name, run_dir, storage, state, seed, scheduler, cpus,
+                      gpus, results, track, max_failures, device, tuple(callbacks))
+    return dataclasses.replace(result, address=address)
 
 
 def _check_options(name: str, scheduler: str, max_failures: int, epochs: int | None,
@@ -196,14 +199,6 @@ def ignored_on_resume(state: dict, **given: Any) -> list[str]:
             if value is not None and (key not in kept or str(value) != str(kept[key]))]
 
 
-def check_store_reachable(uri: str | None, nodes: int) -> None:
-    """Refuse a SQLite MLflow store (a file on the driver) when Ray spans several nodes."""
-    if uri and uri.startswith("sqlite:") and nodes > 1:
-        raise ConfigError(f"MLflow store {uri} is a file on this machine, which runs on the "
-                          f"other {nodes - 1} node(s) of the Ray cluster cannot reach; set "
-                          "MLFLOW_TRACKING_URI to the cluster's tracking server, or pass --no-track")
-
-
 def _resume_state(run_dir: Path, experiment_path: str, restorable: bool, arch: str,
                   data: str | None, num_samples: int | None) -> dict:
     """run.json of the search to continue, checked against the options given now."""
@@ -227,9 +222,25 @@ def _init_ray(address: str | None) -> None:
     """Join `address` (a cluster, or 'auto'), or start Ray on this machine with all its CPUs/GPUs."""
     import ray
 
+    from raylab.runtime.capacity import auth_error
+
     if not ray.is_initialized():
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True,
-                 runtime_env=hostmem.ray_runtime_env())
+        try:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=True,
+                     runtime_env=hostmem.ray_runtime_env())
+        except Exception as err:
+            refused = auth_error(err, address)
+            if refused is None:
+                raise
+            raise refused from None
+
+
+def _check_fit(cpus: float, gpus: float) -> None:
+    """Refuse trial resources no node holds (Ray would wait for them forever)."""
+    from raylab.runtime.capacity import autoscaling, check_trial_fits, node_resources
+
+    if not autoscaling():
+        check_trial_fits(node_resources(), cpus, gpus)
 
 
 def _trial_resources(space: SearchSpace, cpus: float | None, gpus: float | None,
@@ -257,7 +268,7 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
     import ray
     from ray import tune
 
-    from raylab.runtime.tracking import Tracker
+    from raylab.runtime.tracking import Tracker, close_stale_children
 
     experiment_path = f"{storage.rstrip('/')}/{name}"
     fixed = {"seed": seed, **space.fixed}
@@ -300,12 +311,17 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
                 _settle_children(tracker, parent.run_id, recorded)
                 tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
-            with _legacy_output():
-                grid = tuner.fit()
+            try:
+                with _legacy_output():
+                    grid = tuner.fit()
+            finally:
+                clear_resource_requests()  # none left standing after Ctrl-C
             result = _summarize(grid, space, fixed, name, run_dir, experiment_path,
                                 parent.run_id, tracker.uri)
             if result.best is not None:
-                best = write_best(run_dir, space.arch, space.metric, result.best)
+                ended = sum(t.status != "UNFINISHED" for t in result.trials)
+                best = write_best(run_dir, space.arch, space.metric, result.best,
+                                  None if result.complete else (ended, space.num_samples))
                 result = dataclasses.replace(result, best_file=best)
                 parent.log_artifact(best)
                 parent.log_metrics({f"best_{space.metric}": result.best.value})
@@ -316,6 +332,7 @@ def _execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: s
                              "raylab.trials_failed": sum(t.status == "FAILED"
                                                          for t in result.trials)})
             _settle_children(tracker, parent.run_id, {t.trial_id: t.status for t in result.trials})
+            close_stale_children(tracker, parent.run_id)  # trials whose process was killed
             if not result.complete:
                 raise _Interrupted  # the parent run ends KILLED, as after Ctrl-C
     except _Interrupted:
@@ -406,10 +423,11 @@ def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed
 
 def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     """One trial: `run_fold` on the search split, each epoch reported to Tune and MLflow."""
+    import ray
     import torch
     from ray import tune
 
-    from raylab.runtime.tracking import Tracker
+    from raylab.runtime.tracking import NODE_TAG, Tracker
     from raylab.train.fold import run_fold
     from raylab.train.loop import split_params
 
@@ -420,7 +438,8 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(enabled=context.tracking_uri is not None, uri=context.tracking_uri)
     tags = {"raylab.kind": "trial", "raylab.arch": context.arch, "raylab.trial_id": trial_id,
-            "raylab.search": context.search_name, "raylab.device": device}
+            "raylab.search": context.search_name, "raylab.device": device,
+            NODE_TAG: ray.get_runtime_context().get_node_id()}
     final = f"final_{context.metric}"
     last: dict[str, float] = {}
 
@@ -455,6 +474,13 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
         raise SystemExit(0)
 
 
+def trial_id_of(folder: str) -> str:
+    """The trial id in a trial's folder name (`_trial_<id: 8 hex>_<count>_<params>_<date>`), for
+    a trial cut off before its first report (its result has no `trial_id` then)."""
+    found = re.search(r"_([0-9a-f]{8}(?:_\d{5})?)_\d+_", folder)
+    return found.group(1) if found else folder
+
+
 def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: Path,
                experiment_path: str, run_id: str | None, uri: str | None) -> SearchResult:
     """Tune's results as TrialSummary, in the order the searcher proposed the trials."""
@@ -462,7 +488,7 @@ def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: P
     for r in grid:
         metrics = r.metrics or {}
         folder = Path(str(r.path)).name  # <trainable>_<trial id>_<count>_<params>_<date>
-        trial_id = metrics.get("trial_id") or folder
+        trial_id = metrics.get("trial_id") or trial_id_of(folder)
         count = re.search(rf"_{re.escape(trial_id)}_(\d+)_", folder)
         if r.error is not None:
             status = "FAILED"
