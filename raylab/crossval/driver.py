@@ -51,6 +51,7 @@ class CrossvalResult:
     summary: dict | None
     notes: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
+    address: str | None = None  # the Ray cluster it ran on (--address), for the resume hint
 
     @property
     def exit_code(self) -> int:
@@ -68,7 +69,8 @@ class CrossvalResult:
             lines.append(f"unfinished folds (interrupted): {', '.join(self.unfinished)}")
         if self.exit_code:
             lines.append(f"the figures above leave these folds out; finish them with "
-                         f"`raylab train {self.run['arch']} --name {self.name} --resume`")
+                         f"`raylab train {self.run['arch']} --name {self.name} --resume"
+                         + (f" --address {self.address}" if self.address else "") + "`")
         lines.append(f"run folder: {self.run_dir}")
         if self.tracking_uri:
             lines.append(f"MLflow: run {self.run.get('mlflow_run_id')} in {self.tracking_uri}")
@@ -194,7 +196,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     `progress` receives one line per fold event (started, epoch, done, failed).
     """
     from raylab.runtime.settings import results_dir
-    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker
+    from raylab.runtime.tracking import (ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker,
+                                         close_stale_children)
 
     results = results_dir(results)
     _check_resources(workers_per_fold, gpus_per_worker, cpus_per_worker, max_failures, device)
@@ -213,6 +216,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                                                 RUN_DIR_TAG: str(run_dir)},
                                run_id=_reopen(tracker, run.get("mlflow_run_id"))) as parent:
             run["mlflow_run_id"] = parent.run_id
+            close_stale_children(tracker, parent.run_id)  # fold runs of a killed attempt
             write_atomic(run_dir / RUN_FILE, _json(run))
             if not plan.resumed:
                 parent.log_params({**plan.params, "folds": ",".join(plan.folds),
@@ -240,14 +244,25 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none",
                              "raylab.collapsed_folds": ",".join(sorted((summary or {}).get(
                                  "collapsed") or {})) or "none"})
+            close_stale_children(tracker, parent.run_id)  # workers of a lost node or attempt
+            parent.end_as(parent_status(failed, unfinished))
     return CrossvalResult(plan.name, run_dir, run, [f for f in plan.todo if f in finished],
-                          plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri)
+                          plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri,
+                          address)
+
+
+def parent_status(failed: dict, unfinished: list) -> str | None:
+    """How the ten-fold parent run ends: KILLED when folds were cut off (Ctrl-C), FAILED when a
+    fold failed, else FINISHED (None)."""
+    if unfinished:
+        return "KILLED"
+    return "FAILED" if failed else None
 
 
 def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
     """Inside the Ray session: refuse a store the other nodes cannot reach, resolve the GPUs."""
     from raylab.crossval.ray_train import cluster_gpus, live_nodes
-    from raylab.search.driver import check_store_reachable
+    from raylab.runtime.capacity import check_store_reachable
 
     check_store_reachable(tracker.uri, live_nodes())
     return worker_gpus(gpus, str(device or "auto"), cluster_gpus())
