@@ -275,3 +275,22 @@ def test_the_parent_run_ends_as_the_folds_did_and_the_hint_keeps_the_address(tmp
     result = CrossvalResult("r", tmp_path, {"arch": "elor"}, [], [], {}, ["Ses01F"], None,
                             address="10.0.0.1:6379")
     assert "raylab train elor --name r --resume --address 10.0.0.1:6379`" in result.render()
+
+
+def test_folds_finished_after_the_driver_died_are_collected_not_trained_again(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from raylab.crossval.ray_train import recover_folds
+
+    storage, folds_dir = tmp_path / "storage", tmp_path / "run" / "folds"
+    for fold, files in (("A", ["predictions.parquet", "metrics.json"]), ("B", ["metrics.json"])):
+        checkpoint = storage / f"r-{fold}" / "checkpoint_2026-11-30_01-59-10.494062"
+        checkpoint.mkdir(parents=True)
+        for name in files:
+            (checkpoint / name).write_text(fold)
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert recover_folds(str(storage), "r", ["A", "B", "C"], folds_dir, since) == ["A"]
+    assert (folds_dir / "A" / "predictions.parquet").read_text() == "A"
+    assert not (folds_dir / "B").exists()  # no outputs reported: trained again
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)  # checkpoints of an older run
+    assert recover_folds(str(storage), "r", ["A"], tmp_path / "other", later) == []

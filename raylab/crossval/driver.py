@@ -204,6 +204,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     resources = {"workers_per_fold": workers_per_fold, "gpus_per_worker": gpus_per_worker,
                  "cpus_per_worker": cpus_per_worker, "max_failures": max_failures}
     plan = _plan(arch, data, params, folds, name, resume, seed, results, fail_folds, resources)
+    if plan.resumed and plan.todo:
+        _collect_uncollected(plan)
     run, run_dir = plan.run, plan.run_dir
     tracker = Tracker(results, enabled=track)
     failed: dict[str, str] = {}
@@ -249,6 +251,20 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     return CrossvalResult(plan.name, run_dir, run, [f for f in plan.todo if f in finished],
                           plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri,
                           address)
+
+
+def _collect_uncollected(plan: _Plan) -> None:
+    """On resume: folds that finished in Ray Train after the previous driver died, before it
+    copied their outputs, are collected from the storage instead of trained again."""
+    from raylab.crossval.ray_train import recover_folds
+
+    found = recover_folds(plan.config["storage"], plan.name, plan.todo,
+                          plan.run_dir / FOLDS_DIR, datetime.fromisoformat(plan.run["created"]))
+    if found:
+        plan.todo = [f for f in plan.todo if f not in found]
+        plan.skipped += found
+        plan.notes.append(f"resume: fold(s) {', '.join(found)} finished before the interruption; "
+                          "their outputs were collected from the storage, not trained again")
 
 
 def parent_status(failed: dict, unfinished: list) -> str | None:

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -214,6 +215,32 @@ def install_fold(path: str, filesystem, folds_dir: Path, fold: str) -> Path:
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_folds(storage: str, name: str, folds: list[str], folds_dir: Path,
+                  since: datetime) -> list[str]:
+    """Folds whose Train run reported its outputs (rank 0's checkpoint, written only once the fold
+    is done) after `since` but were never copied into `folds_dir`: the driver died in between.
+    Installs them and returns their names, so that a resumed run does not train them again."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = filesystem_for(storage)
+    recovered = []
+    for fold in folds:
+        found = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{name}-{fold}",
+                                                           allow_not_found=True))
+        checkpoints = sorted((info for info in found if info.type == pafs.FileType.Directory
+                              and info.base_name.startswith("checkpoint_")
+                              and (info.mtime is None or info.mtime >= since)),
+                             key=lambda info: info.base_name)
+        for info in reversed(checkpoints):
+            try:
+                install_fold(info.path, filesystem, folds_dir, fold)
+            except (OSError, DataError):
+                continue  # half written when the run died: the fold is trained again
+            recovered.append(fold)
+            break
+    return recovered
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
