@@ -60,3 +60,11 @@ def test_the_lock_file_alone_does_not_make_a_folder_foreign(results):
     with run_lock(results, "fresh") as path:
         assert path.name == LOCK_FILE
         assert run_folder(results, "fresh", "search") == results / "fresh"
+    assert not (results / "fresh").exists()  # a run that wrote nothing leaves no folder
+    with pytest.raises(ConfigError):
+        with run_lock(results, "refused"):
+            raise ConfigError("--epochs 0")
+    assert not (results / "refused").exists()
+    with run_lock(results, "ran"):
+        (results / "ran" / "run.json").write_text("{}")
+    assert (results / "ran" / "run.json").exists()

@@ -27,6 +27,7 @@ def run_lock(results: Path, name: str) -> Iterator[Path]:
     from raylab.runtime.settings import check_run_name
 
     folder = Path(results) / check_run_name(name)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -40,9 +41,20 @@ def run_lock(results: Path, name: str) -> Iterator[Path]:
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        yield path
+        try:
+            yield path
+        finally:
+            _remove_if_unused(folder, path, created)
     finally:
         os.close(fd)  # releases the lock
+
+
+def _remove_if_unused(folder: Path, path: Path, created: bool) -> None:
+    """A run refused before it wrote anything leaves no folder behind (only the one made here)."""
+    if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+            folder.rmdir()
 
 
 def _holder(path: Path) -> str:
