@@ -236,3 +236,24 @@ def test_a_wrong_token_is_one_line_not_a_traceback(demo_dataset, results, monkey
                  "--address", "10.0.0.1:6379", "--no-track"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refused this process's token" in err
+
+
+def test_an_attempt_whose_process_died_ends_failed_and_the_retry_as_the_trial(results):
+    import time
+
+    from raylab.runtime.tracking import Tracker
+    from raylab.search.driver import _settle_children
+
+    tracker = Tracker(results)
+    with tracker.start_run("search") as parent:
+        experiment = tracker.experiment_id("raylab")
+        attempts = []
+        for _ in range(2):  # both left RUNNING: the first by a lost node, the second by Ray
+            attempts.append(tracker.client.create_run(
+                experiment, tags={"mlflow.parentRunId": parent.run_id,
+                                  "raylab.trial_id": "93d5500f"}).info.run_id)
+            time.sleep(0.01)
+        _settle_children(tracker, parent.run_id, {"93d5500f": "FINISHED"})
+    first, retry = (tracker.client.get_run(run_id) for run_id in attempts)
+    assert first.info.status == "FAILED" and "died" in first.data.tags["raylab.error"]
+    assert retry.info.status == "FINISHED"

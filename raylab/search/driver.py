@@ -355,18 +355,27 @@ def _legacy_output() -> Iterator[None]:
 def _settle_children(tracker: Any, parent_id: str | None, statuses: dict[str, str]) -> None:
     """Make the trials' child runs agree with Tune's record: a trial the interruption cut off
     ends KILLED (it starts again on --resume, in a new child run); a finished or failed trial
-    whose process Ray ended before it closed its run gets that status."""
+    whose process Ray ended before it closed its run gets that status on its last attempt, and
+    an earlier attempt whose process died (a lost node, the memory monitor) FAILED."""
     if not (tracker.enabled and parent_id and statuses):
         return
     client = tracker.client
     experiment = client.get_run(parent_id).info.experiment_id
-    for run in client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'"):
-        status = statuses.get(run.data.tags.get("raylab.trial_id"))
+    runs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    last = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        last[run.data.tags.get("raylab.trial_id")] = run.info.run_id
+    for run in runs:
+        trial = run.data.tags.get("raylab.trial_id")
+        status = statuses.get(trial)
         if status == "UNFINISHED" and run.info.status != "KILLED":
             client.set_tag(run.info.run_id, "raylab.interrupted", "true")
             client.set_terminated(run.info.run_id, "KILLED")
         elif status in ("FINISHED", "FAILED") and run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, status)
+            if last[trial] != run.info.run_id:
+                client.set_tag(run.info.run_id, "raylab.error", "its process died; Tune retried")
+            client.set_terminated(run.info.run_id,
+                                  status if last[trial] == run.info.run_id else "FAILED")
 
 
 class _Interrupted(KeyboardInterrupt):
