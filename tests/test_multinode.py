@@ -316,3 +316,5 @@ def test_a_node_lost_mid_search_costs_no_trial_and_leaves_nothing_running(cluste
     lost = [r for r in runs if r.data.tags.get("raylab.search") == "mn-lost"
             and r.data.tags.get("raylab.node_id") == victim.node_id]
     assert lost and all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in lost)
+    print("trial runs on the removed node:", [(r.data.tags["raylab.trial_id"], r.info.status)
+                                              for r in lost])
