@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_RESULTS ?= results/demo
 
-.PHONY: setup demo readme-figure test test-all bench clean
+.PHONY: setup demo readme-figure test test-cluster test-all bench clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ readme-figure:
 
 test: setup
 	$(PY) -m pytest -q
+
+# A head and two worker nodes of Ray and an MLflow server on this machine (tests/test_multinode.py):
+# minutes on a 2-core laptop, so apart from `make test`.
+test-cluster: setup
+	$(PY) -m pytest -q -m cluster
 
 test-all: setup
 	$(PY) -m pytest -q -m "not gpu"

@@ -8,10 +8,9 @@ import pytest
 from raylab.runtime import hostmem
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """A local Ray with 2 CPUs, started once per test session (each start costs seconds); always
-    a new instance (`address="local"`), never a cluster another process left running here."""
+def start_local_ray():
+    """The session's local Ray: 2 CPUs, always a new instance (`address="local"`), never a cluster
+    another process left running here (a test that joins another Ray starts this one again)."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -19,7 +18,15 @@ def ray_local():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, object_store_memory=512 * 1024 * 1024,
                  runtime_env=hostmem.ray_runtime_env())  # as raylab starts Ray
-    yield ray
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs, started once per test session (each start costs seconds)."""
+    yield start_local_ray()
+    import ray
+
     ray.shutdown()
 
 

@@ -115,7 +115,7 @@ def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
 
     client = MlflowClient(tracking_uri=tenfold.tracking_uri)
     parent = client.get_run(tenfold.run["mlflow_run_id"])
-    assert parent.data.tags["raylab.kind"] == "crossval"
+    assert parent.data.tags["raylab.kind"] == "crossval" and parent.info.status == "FINISHED"
     assert parent.data.tags["raylab.run_dir"] == str(tenfold.run_dir)
     assert parent.data.metrics["pooled_arousal_war"] == \
         pytest.approx(tenfold.summary["pooled"]["arousal"]["war"])
@@ -200,6 +200,7 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
         f"tags.mlflow.parentRunId = '{run['mlflow_run_id']}'")
     assert [c.data.tags["raylab.fold"] for c in children] == [lost]  # only the lost fold ran
     assert children[0].data.params["workers"] == "2" and "train_loss" in children[0].data.metrics
+    assert client.get_run(run["mlflow_run_id"]).info.status == "FAILED"  # a fold failed
 
 
 def test_report_renders_rows_for_two_networks(tenfold, capsys):
@@ -277,3 +278,33 @@ def test_a_multi_node_cluster_refuses_the_local_sqlite_store(ray_local, demo_dat
                      **RESOURCES)
     with pytest.raises(ConfigError, match="--device 'cuda:1': the ten-fold run takes auto, cpu"):
         run_crossval("elor", demo_dataset, TOY, results=tmp_path / "results", device="cuda:1")
+
+
+def test_the_parent_run_ends_as_the_folds_did_and_the_hint_keeps_the_address(tmp_path):
+    from raylab.crossval.driver import CrossvalResult, parent_status
+
+    assert parent_status({}, []) is None  # FINISHED
+    assert parent_status({"Ses01F": "boom"}, []) == "FAILED"
+    assert parent_status({}, ["Ses01F"]) == "KILLED"  # Ctrl-C, even with nothing trained
+    result = CrossvalResult("r", tmp_path, {"arch": "elor"}, [], [], {}, ["Ses01F"], None,
+                            address="10.0.0.1:6379")
+    assert "raylab train elor --name r --resume --address 10.0.0.1:6379`" in result.render()
+
+
+def test_folds_finished_after_the_driver_died_are_collected_not_trained_again(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from raylab.crossval.ray_train import recover_folds
+
+    storage, folds_dir = tmp_path / "storage", tmp_path / "run" / "folds"
+    for fold, files in (("A", ["predictions.parquet", "metrics.json"]), ("B", ["metrics.json"])):
+        checkpoint = storage / f"r-{fold}" / "checkpoint_2026-11-30_01-59-10.494062"
+        checkpoint.mkdir(parents=True)
+        for name in files:
+            (checkpoint / name).write_text(fold)
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert recover_folds(str(storage), "r", ["A", "B", "C"], folds_dir, since) == ["A"]
+    assert (folds_dir / "A" / "predictions.parquet").read_text() == "A"
+    assert not (folds_dir / "B").exists()  # no outputs reported: trained again
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)  # checkpoints of an older run
+    assert recover_folds(str(storage), "r", ["A"], tmp_path / "other", later) == []

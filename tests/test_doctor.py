@@ -185,3 +185,25 @@ def test_doctor_command_reports_and_flags_a_bad_dataset(ray_local, results, tmp_
     flagged = [line for line in lines if line.startswith("FAIL") and str(bad) in line]
     assert len(flagged) == 1 and "windows=99" in flagged[0] and "fix:" in flagged[0]
     assert lines[-1].endswith("1 FAIL")
+
+
+def test_a_sqlite_store_on_a_cluster_is_what_tune_and_train_refuse(results):
+    check = doctor.check_tracking(results, nodes=3)
+    assert check.status == FAIL and "refuse" in check.detail and "MLFLOW_TRACKING_URI" in check.fix
+    assert doctor.check_tracking(results, nodes=1).status == OK
+
+
+def test_a_wrong_token_is_named(monkeypatch):
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    def refuse(**kwargs):
+        raise AuthenticationError("InvalidAuthToken")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(doctor, "_probe", lambda address: None)
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    check = doctor.check_ray("10.0.0.1:6379")
+    assert check.status == FAIL and "token" in check.detail and "cannot reach" not in check.detail
+    assert "RAY_AUTH_TOKEN" in check.fix

@@ -192,3 +192,68 @@ def test_networks_without_a_waveform_input_load_no_audio(demo_dataset, monkeypat
         with pytest.raises(ConfigError, match="stop"):
             _load_arrays(arch, str(demo_dataset), 0)
     assert asked == [True, False, False, True]
+
+
+def test_an_interrupted_search_marks_its_best_yaml_partial_and_keeps_the_address(tmp_path):
+    import yaml
+
+    from raylab.search.results import SearchResult, TrialSummary, format_summary, write_best
+
+    trial = TrialSummary("93d5500f", "FINISHED", 0.5, 1, {"lr": 0.01})
+    path = write_best(tmp_path, "elor", "val_acc_mean", trial, partial=(1, 4))
+    text = path.read_text()
+    assert text.startswith("# partial: the best of an interrupted search, 1 of 4 trials ended")
+    assert yaml.safe_load(text)["partial"] is True
+    assert load_params_file(path, "elor") == {"lr": 0.01}
+    assert "partial" not in write_best(tmp_path, "elor", "val_acc_mean", trial).read_text()
+    result = SearchResult("s", "elor", "val_acc_mean", "max", 4, (trial,), tmp_path, "", path,
+                          "r1", "http://head:5000", ("lr",), address="10.0.0.1:6379")
+    shown = format_summary(result)
+    assert "raylab tune elor --name s --resume --address 10.0.0.1:6379" in shown
+    assert "MLflow UI: open http://head:5000" in shown
+
+
+def test_a_trial_cut_off_before_its_first_report_is_known_by_its_folder():
+    from raylab.search.ray_tune import trial_id_of
+
+    folder = "_trial_93d5500f_1_batch_size=15,l2=0.0000_2026-11-30_01-17-27"
+    assert trial_id_of(folder) == "93d5500f"
+    assert trial_id_of("_trial_93d5500f_00001_3_x=1_2026-11-30") == "93d5500f_00001"
+
+
+def test_a_wrong_token_is_one_line_not_a_traceback(demo_dataset, results, monkeypatch, capsys):
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    from raylab.cli import main
+
+    def refuse(**kwargs):
+        raise AuthenticationError("InvalidAuthToken")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    assert main(["tune", "elor", "--data", str(demo_dataset), "--space", str(TINY),
+                 "--address", "10.0.0.1:6379", "--no-track"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused this process's token" in err
+
+
+def test_an_attempt_whose_process_died_ends_failed_and_the_retry_as_the_trial(results):
+    import time
+
+    from raylab.runtime.tracking import Tracker
+    from raylab.search.ray_tune import _settle_children
+
+    tracker = Tracker(results)
+    with tracker.start_run("search") as parent:
+        experiment = tracker.experiment_id("raylab")
+        attempts = []
+        for _ in range(2):  # both left RUNNING: the first by a lost node, the second by Ray
+            attempts.append(tracker.client.create_run(
+                experiment, tags={"mlflow.parentRunId": parent.run_id,
+                                  "raylab.trial_id": "93d5500f"}).info.run_id)
+            time.sleep(0.01)
+        _settle_children(tracker, parent.run_id, {"93d5500f": "FINISHED"})
+    first, retry = (tracker.client.get_run(run_id) for run_id in attempts)
+    assert first.info.status == "FAILED" and "died" in first.data.tags["raylab.error"]
+    assert retry.info.status == "FINISHED"

@@ -96,3 +96,27 @@ def test_disabled_tracking_is_a_no_op(results):
         tracking.log_metrics({"d": 4.0})
     assert run.run_id is None and not (results / "mlflow.db").exists()
     tracking.log_metrics({"outside": 1.0})  # no run open: nothing happens
+
+
+def test_a_job_can_end_its_run_failed_and_close_children_left_running(results):
+    tracker = tracking.Tracker(results)
+    with tracker.start_run("parent") as parent:
+        for name in ("killed-attempt", "lost-node"):  # their processes died with the runs open
+            tracker.client.create_run(tracker.experiment_id(tracking.DEFAULT_EXPERIMENT),
+                                      run_name=name, tags={tracking.PARENT_TAG: parent.run_id})
+        with tracker.start_run("done", parent_run_id=parent.run_id):
+            pass
+        assert tracking.close_stale_children(tracker, parent.run_id) == 2
+        parent.end_as("FAILED")
+    client = tracker.client
+    runs = {r.info.run_name: r for r in client.search_runs(
+        [tracker.experiment_id(tracking.DEFAULT_EXPERIMENT)])}
+    assert runs["parent"].info.status == "FAILED"
+    assert runs["done"].info.status == "FINISHED"
+    assert {runs[n].info.status for n in ("killed-attempt", "lost-node")} == {"KILLED"}
+    assert runs["lost-node"].data.tags["raylab.interrupted"] == "true"
+
+
+def test_the_ui_of_a_tracking_server_is_its_own_address():
+    assert tracking.ui_command("http://10.0.0.5:5000") == "open http://10.0.0.5:5000"
+    assert tracking.ui_command("sqlite:////r/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////r/mlflow.db"

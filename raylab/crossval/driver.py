@@ -50,6 +50,7 @@ class CrossvalResult:
     summary: dict | None
     notes: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
+    address: str | None = None  # the Ray cluster it ran on (--address), for the resume hint
 
     @property
     def exit_code(self) -> int:
@@ -67,7 +68,8 @@ class CrossvalResult:
             lines.append(f"unfinished folds (interrupted): {', '.join(self.unfinished)}")
         if self.exit_code:
             lines.append(f"the figures above leave these folds out; finish them with "
-                         f"`raylab train {self.run['arch']} --name {self.name} --resume`")
+                         f"`raylab train {self.run['arch']} --name {self.name} --resume"
+                         + (f" --address {self.address}" if self.address else "") + "`")
         lines.append(f"run folder: {self.run_dir}")
         if self.tracking_uri:
             lines.append(f"MLflow: run {self.run.get('mlflow_run_id')} in {self.tracking_uri}")
@@ -189,7 +191,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     `progress` receives one line per fold event (started, epoch, done, failed).
     """
     from raylab.runtime.settings import results_dir
-    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker
+    from raylab.runtime.tracking import (ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker,
+                                         close_stale_children)
     from raylab.train.params import recorded_settings, split_params
 
     results = results_dir(results)
@@ -197,6 +200,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     resources = {"workers_per_fold": workers_per_fold, "gpus_per_worker": gpus_per_worker,
                  "cpus_per_worker": cpus_per_worker, "max_failures": max_failures}
     plan = _plan(arch, data, params, folds, name, resume, seed, results, fail_folds, resources)
+    if plan.resumed and plan.todo:
+        _collect_uncollected(plan)
     run, run_dir = plan.run, plan.run_dir
     tracker = Tracker(results, enabled=track)
     failed: dict[str, str] = {}
@@ -217,6 +222,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                                                 RUN_DIR_TAG: str(run_dir)},
                                run_id=_reopen(tracker, run.mlflow_run_id)) as parent:
             run.mlflow_run_id = parent.run_id
+            close_stale_children(tracker, parent.run_id)  # fold runs of a killed attempt
             write_atomic(run_dir / RUN_FILE, run.to_json())
             if not plan.resumed:
                 parent.log_params({**plan.params, **settings, "folds": ",".join(plan.folds),
@@ -249,8 +255,33 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             parent.set_tags({"raylab.failed_folds": ",".join(sorted(failed)) or "none",
                              "raylab.collapsed_folds": ",".join(sorted((summary or {}).get(
                                  "collapsed") or {})) or "none"})
+            close_stale_children(tracker, parent.run_id)  # workers of a lost node or attempt
+            parent.end_as(parent_status(failed, unfinished))
     return CrossvalResult(plan.name, run_dir, run.to_dict(), [f for f in plan.todo if f in finished],
-                          plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri)
+                          plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri,
+                          address)
+
+
+def _collect_uncollected(plan: _Plan) -> None:
+    """On resume: folds that finished in Ray Train after the previous driver died, before it
+    copied their outputs, are collected from the storage instead of trained again."""
+    from raylab.crossval.ray_train import recover_folds
+
+    found = recover_folds(plan.config["storage"], plan.name, plan.todo,
+                          plan.run_dir / FOLDS_DIR, datetime.fromisoformat(plan.run.created))
+    if found:
+        plan.todo = [f for f in plan.todo if f not in found]
+        plan.skipped += found
+        plan.notes.append(f"resume: fold(s) {', '.join(found)} finished before the interruption; "
+                          "their outputs were collected from the storage, not trained again")
+
+
+def parent_status(failed: dict, unfinished: list) -> str | None:
+    """How the ten-fold parent run ends: KILLED when folds were cut off (Ctrl-C), FAILED when a
+    fold failed, else FINISHED (None)."""
+    if unfinished:
+        return "KILLED"
+    return "FAILED" if failed else None
 
 
 def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,12 +31,16 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
 from raylab.data.dataset import filesystem_for
-from raylab.errors import DataError
+from raylab.errors import ConfigError, DataError
 from raylab.report.layout import CHECKPOINT_FILE, PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
-TRIAL_CPUS = 0.01  # the Tune trial only waits on its TorchTrainer; Train V2 refuses a request of 0
+# The Tune trial of a fold only waits on its TorchTrainer: it holds no CPU its workers need (a
+# 0.01-CPU trial on a node of as many CPUs as a worker leaves no room for the worker, so folds
+# deadlock) and sits on the head node, so losing another node fails workers only, which Ray Train
+# retries (`--max-failures`). A bundle needs one non-zero resource: a sliver of the head's.
+TRIAL_RESOURCES = {"cpu": 0, "custom_resources": {"node:__internal_head__": 0.001}}
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def mark_fold_checked(folder: Path) -> Path:
 
 def train_fold_worker(config: dict) -> None:
     """Ray Train worker loop of one fold (runs on every worker of the fold's TorchTrainer)."""
-    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, Tracker
+    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, NODE_TAG, Tracker
     from raylab.train.fold import run_fold, save_fold_outputs
     from raylab.train.params import compute_dtype, split_params
 
@@ -100,7 +105,8 @@ def train_fold_worker(config: dict) -> None:
             model, parallel_strategy_kwargs={"find_unused_parameters": alternate})}
     with tracker.start_run(f"{job.name}/{speaker}", job.experiment, parent_run_id=job.parent_run_id,
                            tags={KIND_TAG: "crossval-fold", ARCH_TAG: job.arch,
-                                 "raylab.fold": speaker}) as run:
+                                 "raylab.fold": speaker,
+                                 NODE_TAG: ray.get_runtime_context().get_node_id()}) as run:
         cfg = split_params(job.arch, job.params)[1]
         run.log_params({**job.params, "fold": speaker, "workers": world,
                         "compute_dtype": compute_dtype(cfg, device)})
@@ -204,6 +210,32 @@ def install_fold(path: str, filesystem, folds_dir: Path, fold: str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_folds(storage: str, name: str, folds: list[str], folds_dir: Path,
+                  since: datetime) -> list[str]:
+    """Folds whose Train run reported its outputs (rank 0's checkpoint, written only once the fold
+    is done) after `since` but were never copied into `folds_dir`: the driver died in between.
+    Installs them and returns their names, so that a resumed run does not train them again."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = filesystem_for(storage)
+    recovered = []
+    for fold in folds:
+        found = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{name}-{fold}",
+                                                           allow_not_found=True))
+        checkpoints = sorted((info for info in found if info.type == pafs.FileType.Directory
+                              and info.base_name.startswith("checkpoint_")
+                              and (info.mtime is None or info.mtime >= since)),
+                             key=lambda info: info.base_name)
+        for info in reversed(checkpoints):
+            try:
+                install_fold(info.path, filesystem, folds_dir, fold)
+            except (OSError, DataError):
+                continue  # half written when the run died: the fold is trained again
+            recovered.append(fold)
+            break
+    return recovered
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*:")
 _NOISE = ("File ", "^", "[Rank", "ray::", "Traceback", "Training failed due to")
@@ -219,16 +251,22 @@ def short_error(err: BaseException) -> str:
 
 
 def fold_concurrency(job: FoldJob, folds: int, address: str | None) -> int:
-    """How many folds to start at once. On a local Ray: as many as its CPUs/GPUs hold, since a
-    fold trial waiting for its workers still costs a controller and processes (tens of them on a
-    laptop otherwise). On a cluster: all, so that pending folds make the autoscaler add nodes."""
-    if address:
+    """How many folds to start at once: as many worker groups as the alive nodes hold, node by
+    node (a fold trial waiting for its workers still costs a controller and processes); with an
+    autoscaler all, so that pending folds make it add nodes. Refuses workers no node holds."""
+    from raylab.runtime.ray_capacity import (autoscaling, check_trial_fits, node_resources,
+                                             worker_groups)
+
+    if address and autoscaling():
         return folds
-    have = ray.cluster_resources()
-    fits = [have.get("CPU", 1.0) // max(job.workers * job.cpus, 1e-9)]
-    if job.gpus > 0:
-        fits.append(have.get("GPU", 0.0) // (job.workers * job.gpus))
-    return int(max(1, min(folds, *fits)))
+    nodes = node_resources()
+    check_trial_fits(nodes, job.cpus, job.gpus, "--cpus-per-worker", "--gpus-per-worker")
+    groups = worker_groups(nodes, job.workers, job.cpus, job.gpus)
+    if groups < 1:
+        raise ConfigError(f"--workers-per-fold {job.workers}: the Ray cluster holds "
+                          f"{worker_groups(nodes, 1, job.cpus, job.gpus)} workers of "
+                          f"{job.cpus:g} CPU/{job.gpus:g} GPU at once; pass fewer")
+    return int(max(1, min(folds, groups)))
 
 
 def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs: int,
@@ -237,17 +275,22 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
     """Put the arrays in the object store once, run one Tune trial per fold (concurrently as
     resources allow) and collect the finished folds; {fold: error} of the failed ones. Runs in
     the caller's `ray_session`."""
+    from raylab.runtime.ray_capacity import clear_resource_requests
+
+    concurrency = fold_concurrency(job, len(folds), address)
     job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
     collector = FoldCollector(folds_dir, job.storage, epochs, say)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(fold_trial, job=job), {"cpu": TRIAL_CPUS}),
+        tune.with_resources(tune.with_parameters(fold_trial, job=job), TRIAL_RESOURCES),
         param_space={"fold": tune.grid_search(list(folds))},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=fold_concurrency(job, len(folds), address)),
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
                                   callbacks=[collector], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)))
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        clear_resource_requests()
     failed = dict(collector.errors)
     for result in grid:
         if result.error is not None:

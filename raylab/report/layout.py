@@ -25,6 +25,7 @@ METRICS_FILE = "metrics.json"
 BEST_FILE = "best.yaml"
 SPACE_FILE = "search_space.yaml"
 ANALYSIS_DIR = "analysis"
+LOCK_FILE = ".lock"  # held (flock) by the one process running the run: pid, host, start
 
 
 def confusion_file(dim: str, pooled: bool = False) -> str:

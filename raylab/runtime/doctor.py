@@ -45,8 +45,9 @@ class Check:
 def run_checks(results: Path, address: str | None = None, data: Sequence[str] = ()) -> list[Check]:
     """Every check, in the order the report prints them."""
     cluster = address or os.environ.get("RAY_ADDRESS")
-    checks = [check_python(), *check_packages(), check_ray(cluster), check_gpu(),
-              check_tracking(results), check_storage(bool(cluster))]
+    seen: dict = {}
+    checks = [check_python(), *check_packages(), check_ray(cluster, seen), check_gpu(),
+              check_tracking(results, seen.get("nodes", 1)), check_storage(bool(cluster))]
     datasets = find_datasets(results, data)
     checks += [check_dataset(path) for path in datasets]
     if not datasets:
@@ -110,8 +111,10 @@ def check_packages(requirements: Sequence[str] | None = None) -> list[Check]:
     return problems or [Check("packages", OK, f"{len(reqs)} pinned dependencies at their pins")]
 
 
-def check_ray(address: str | None) -> Check:
-    """Connect to `address` (or start a local Ray briefly) and report its CPUs, GPUs and nodes."""
+def check_ray(address: str | None, seen: dict | None = None) -> Check:
+    """Connect to `address` (or start a local Ray briefly) and report its CPUs, GPUs and nodes
+    (also put in `seen["nodes"]`, for the checks that depend on them)."""
+    from raylab.runtime.ray_capacity import auth_error
     from raylab.runtime.ray_session import (cluster_resources, is_running, live_nodes,
                                             ray_session, ray_version)
 
@@ -129,10 +132,18 @@ def check_ray(address: str | None) -> Check:
         with ray_session(**session, host_allocator=False):
             resources, nodes = cluster_resources(), live_nodes()
     except Exception as err:  # ray raises ConnectionError, RuntimeError, ... for one cause
+        refused = auth_error(err, address)
+        if refused is not None:
+            return Check("ray", FAIL, f"ray {ray_version()}: {address or 'a local Ray'} "
+                         f"answered but refused this process's token ({type(err).__name__}, "
+                         "an InvalidAuthToken / authentication failure)",
+                         str(refused).split(": ", 1)[-1])
         return Check("ray", FAIL, f"ray {ray_version()}: cannot reach {address or 'a local Ray'}: "
                      f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
                      "start the cluster (ray up CLUSTER.yaml) and run on its head with "
                      "--address auto, or unset RAY_ADDRESS to use this machine")
+    if seen is not None:
+        seen["nodes"] = nodes
     return Check("ray", OK, f"ray {ray_version()}, {where}: {resources.get('CPU', 0):g} CPUs, "
                  f"{resources.get('GPU', 0):g} GPUs, {nodes} node{'s' if nodes != 1 else ''}")
 
@@ -159,11 +170,19 @@ def check_gpu() -> Check:
                  "torch==2.13.0 from PyPI (its Linux wheels include CUDA)")
 
 
-def check_tracking(results: Path) -> Check:
-    """Open the MLflow store that runs will use and list its experiments."""
-    from raylab.runtime.tracking import Tracker, tracking_uri, ui_command
+def check_tracking(results: Path, nodes: int = 1) -> Check:
+    """Open the MLflow store that runs will use and list its experiments; on a cluster of
+    `nodes` nodes, refuse what `raylab tune` and `raylab train` refuse there (a SQLite file)."""
+    from raylab.errors import ConfigError
+    from raylab.runtime.tracking import Tracker, check_store_reachable, tracking_uri, ui_command
 
     uri = tracking_uri(results)
+    try:
+        check_store_reachable(uri, nodes)
+    except ConfigError as err:
+        return Check("mlflow", FAIL, f"raylab tune and train refuse it here: {err}",
+                     "mlflow server --host 0.0.0.0 on the head, then export "
+                     "MLFLOW_TRACKING_URI=http://HEAD:5000 on every node")
     if uri.startswith(("file:", "/", ".", "~")):  # a plain path is a file store too
         return Check("mlflow", FAIL, f"{uri}: a bare file store, which recent MLflow refuses",
                      "unset MLFLOW_TRACKING_URI (the results folder's SQLite store is used) or "

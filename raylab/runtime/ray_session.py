@@ -9,6 +9,7 @@ runtime_env.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import ray
@@ -21,12 +22,15 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = False,
                 logging_level: str | None = None, configure_logging: bool = True,
                 include_dashboard: bool | None = None, object_store_memory: int | None = None,
                 host_allocator: bool = True) -> Iterator[None]:
-    """Join the running Ray (tests, notebooks), the cluster at `address` ("auto", HOST:PORT), or
-    start one on this machine (`address` None; "local" always starts a new one). Ray is shut
-    down on leaving only when it was started here. `log_to_driver` prints the workers' output
-    here; `host_allocator` False keeps `hostmem`'s settings out of the workers' environment."""
+    """Join the running Ray (tests, notebooks), the cluster at `address` ("auto", HOST:PORT) or
+    at `$RAY_ADDRESS`, or else start a new one on this machine. Without an address Ray itself
+    would join any cluster that `ray start` (or a test) left running on the machine; raylab
+    starts its own ("local"), as a command without `--address` promises. Ray is shut down on
+    leaving only when it was started here. `log_to_driver` prints the workers' output here;
+    `host_allocator` False keeps `hostmem`'s settings out of the workers' environment."""
     started = not ray.is_initialized()
     if started:
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         options = {"logging_level": logging_level, "include_dashboard": include_dashboard,
                    "object_store_memory": object_store_memory}
         ray.init(address=address, log_to_driver=log_to_driver, configure_logging=configure_logging,

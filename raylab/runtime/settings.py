@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from raylab.errors import ConfigError
-from raylab.report.layout import RUN_FILE
+from raylab.report.layout import LOCK_FILE, RUN_FILE
 
 RESULTS_ENV = "RAYLAB_RESULTS"
 DEFAULT_RESULTS = "results"
@@ -42,7 +42,7 @@ def run_folder(results: Path, name: str, kind: str) -> Path:
     """`<results>/<name>` for a run of `kind` (a key of RUN_KINDS): the name checked, and a folder
     there that is not a run of the same kind (another kind, or no run.json) refused, never reused."""
     folder = Path(results) / check_run_name(name)
-    if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+    if folder.is_file() or (folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())):
         try:
             run = json.loads((folder / RUN_FILE).read_text())
             found = run.get("kind") if isinstance(run, dict) else None

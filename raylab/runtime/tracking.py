@@ -34,6 +34,7 @@ DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 RUN_DIR_TAG, KIND_TAG, ARCH_TAG = "raylab.run_dir", "raylab.kind", "raylab.arch"
 PARENT_TAG = "mlflow.parentRunId"
+NODE_TAG = "raylab.node_id"  # the Ray node a trial or fold ran on
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 T = TypeVar("T")
 
@@ -143,6 +144,12 @@ class Run:
 
     def __init__(self, client: Any = None, run_id: str | None = None) -> None:
         self.client, self.run_id = client, run_id
+        self.outcome: str | None = None
+
+    def end_as(self, status: str | None) -> None:
+        """End FAILED or KILLED (None: FINISHED) although no exception leaves the run's block:
+        a job that records its failures instead of raising them."""
+        self.outcome = status
 
     @property
     def enabled(self) -> bool:
@@ -264,7 +271,24 @@ class Tracker:
         finally:
             _current.reset(token)
             if run.enabled:
-                _retry(self.client.set_terminated, run.run_id, status)
+                _retry(self.client.set_terminated, run.run_id,
+                       run.outcome if status == "FINISHED" and run.outcome else status)
+
+
+def close_stale_children(tracker: Tracker, parent_id: str | None, status: str = "KILLED") -> int:
+    """End every child run of `parent_id` still RUNNING as `status`: their processes are gone (a
+    killed attempt, a lost node), since nothing of the parent's job runs when this is called.
+    Returns how many were closed."""
+    if not (tracker.enabled and parent_id):
+        return 0
+    client = tracker.client
+    experiment = _retry(client.get_run, parent_id).info.experiment_id
+    stale = _retry(client.search_runs, [experiment],
+                   f"tags.`{PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'")
+    for run in stale:
+        _retry(client.set_tag, run.info.run_id, "raylab.interrupted", "true")
+        _retry(client.set_terminated, run.info.run_id, status)
+    return len(stale)
 
 
 def start_run(name: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
@@ -312,5 +336,7 @@ def check_store_reachable(uri: str | None, nodes: int) -> None:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
+    """How to see this store in the MLflow UI: a tracking server serves it at its own URI."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
     return f"mlflow ui --backend-store-uri {uri}"

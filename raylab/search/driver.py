@@ -11,6 +11,7 @@ searcher, so none runs twice and the total equals the budget. The ten-fold train
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -88,14 +89,39 @@ def run_search(arch: str, data: str | None, space_file: str | Path | None = None
     demo = data is None
     data = resolve_data(data, results)
     data = data if "://" in data else str(Path(data).resolve())
-    # Tune's progress table on the driver; Ray's own logging at warnings
-    with ray_session(address, log_to_driver=True, logging_level="WARNING"):
+    with _joined(address):
+        cpus, gpus = _trial_resources(space, cpus_per_trial, gpus_per_trial, local=address is None)
+        _check_fit(cpus, gpus)
         if demo:
             ensure_demo_features(data, arch)
-        cpus, gpus = _trial_resources(space, cpus_per_trial, gpus_per_trial, local=address is None)
         _check_device(device, gpus)
-        return execute(space, data, name, run_dir, storage, state, seed, scheduler, cpus, gpus,
-                       results, track, max_failures, device, tuple(callbacks))
+        result = execute(space, data, name, run_dir, storage, state, seed, scheduler, cpus, gpus,
+                         results, track, max_failures, device, tuple(callbacks))
+    return dataclasses.replace(result, address=address)
+
+
+def _joined(address: str | None) -> contextlib.ExitStack:
+    """The search's Ray session (Tune's progress table on the driver; Ray's own logging at
+    warnings), entered; a cluster that refuses this process's token is one line."""
+    from raylab.runtime.ray_capacity import auth_error
+
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(ray_session(address, log_to_driver=True, logging_level="WARNING"))
+    except Exception as err:
+        refused = auth_error(err, address)
+        if refused is None:
+            raise
+        raise refused from None
+    return stack
+
+
+def _check_fit(cpus: float, gpus: float) -> None:
+    """Refuse trial resources no node holds (Ray would wait for them forever)."""
+    from raylab.runtime.ray_capacity import autoscaling, check_trial_fits, node_resources
+
+    if not autoscaling():
+        check_trial_fits(node_resources(), cpus, gpus)
 
 
 def _check_options(name: str, scheduler: str, max_failures: int, epochs: int | None,

@@ -80,7 +80,8 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
              state: RunRecord | None, seed: int, scheduler: str, cpus: float, gpus: float,
              results: Path, track: bool, max_failures: int, device: str | None,
              callbacks: tuple) -> SearchResult:
-    from raylab.runtime.tracking import Tracker
+    from raylab.runtime.ray_capacity import clear_resource_requests
+    from raylab.runtime.tracking import Tracker, close_stale_children
 
     experiment_path = f"{storage.rstrip('/')}/{name}"
     fixed = {"seed": seed, **space.fixed}
@@ -121,12 +122,17 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
                 _settle_children(tracker, parent.run_id, recorded)
                 tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
-            with _legacy_output():
-                grid = tuner.fit()
+            try:
+                with _legacy_output():
+                    grid = tuner.fit()
+            finally:
+                clear_resource_requests()  # none left standing after Ctrl-C
             result = _summarize(grid, space, fixed, name, run_dir, experiment_path,
                                 parent.run_id, tracker.uri)
             if result.best is not None:
-                best = write_best(run_dir, space.arch, space.metric, result.best)
+                ended = sum(t.status != "UNFINISHED" for t in result.trials)
+                best = write_best(run_dir, space.arch, space.metric, result.best,
+                                  None if result.complete else (ended, space.num_samples))
                 result = dataclasses.replace(result, best_file=best)
                 parent.log_artifact(best)
                 parent.log_metrics({f"best_{space.metric}": result.best.value})
@@ -137,6 +143,7 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
                              "raylab.trials_failed": sum(t.status == "FAILED"
                                                          for t in result.trials)})
             _settle_children(tracker, parent.run_id, {t.trial_id: t.status for t in result.trials})
+            close_stale_children(tracker, parent.run_id)  # trials whose process was killed
             if not result.complete:
                 raise _Interrupted  # the parent run ends KILLED, as after Ctrl-C
     except _Interrupted:
@@ -159,18 +166,27 @@ def _legacy_output() -> Iterator[None]:
 def _settle_children(tracker: Any, parent_id: str | None, statuses: dict[str, str]) -> None:
     """Make the trials' child runs agree with Tune's record: a trial the interruption cut off
     ends KILLED (it starts again on --resume, in a new child run); a finished or failed trial
-    whose process Ray ended before it closed its run gets that status."""
+    whose process Ray ended before it closed its run gets that status on its last attempt, and
+    an earlier attempt whose process died (a lost node, the memory monitor) FAILED."""
     if not (tracker.enabled and parent_id and statuses):
         return
     client = tracker.client
     experiment = client.get_run(parent_id).info.experiment_id
-    for run in client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'"):
-        status = statuses.get(run.data.tags.get("raylab.trial_id"))
+    runs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    last = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        last[run.data.tags.get("raylab.trial_id")] = run.info.run_id
+    for run in runs:
+        trial = run.data.tags.get("raylab.trial_id")
+        status = statuses.get(trial)
         if status == "UNFINISHED" and run.info.status != "KILLED":
             client.set_tag(run.info.run_id, "raylab.interrupted", "true")
             client.set_terminated(run.info.run_id, "KILLED")
         elif status in ("FINISHED", "FAILED") and run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, status)
+            if last[trial] != run.info.run_id:
+                client.set_tag(run.info.run_id, "raylab.error", "its process died; Tune retried")
+            client.set_terminated(run.info.run_id,
+                                  status if last[trial] == run.info.run_id else "FAILED")
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -228,7 +244,7 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     """One trial: `run_fold` on the search split, each epoch reported to Tune and MLflow."""
     import torch
 
-    from raylab.runtime.tracking import Tracker
+    from raylab.runtime.tracking import NODE_TAG, Tracker
     from raylab.train.fold import run_fold
     from raylab.train.params import compute_dtype, split_params
 
@@ -239,7 +255,8 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(enabled=context.tracking_uri is not None, uri=context.tracking_uri)
     tags = {"raylab.kind": "trial", "raylab.arch": context.arch, "raylab.trial_id": trial_id,
-            "raylab.search": context.search_name, "raylab.device": device}
+            "raylab.search": context.search_name, "raylab.device": device,
+            NODE_TAG: ray.get_runtime_context().get_node_id()}
     final = f"final_{context.metric}"
     last: dict[str, float] = {}
 
@@ -274,6 +291,13 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
         raise SystemExit(0)
 
 
+def trial_id_of(folder: str) -> str:
+    """The trial id in a trial's folder name (`_trial_<id: 8 hex>_<count>_<params>_<date>`), for
+    a trial cut off before its first report (its result has no `trial_id` then)."""
+    found = re.search(r"_([0-9a-f]{8}(?:_\d{5})?)_\d+_", folder)
+    return found.group(1) if found else folder
+
+
 def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: Path,
                experiment_path: str, run_id: str | None, uri: str | None) -> SearchResult:
     """Tune's results as TrialSummary, in the order the searcher proposed the trials."""
@@ -281,7 +305,7 @@ def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: P
     for r in grid:
         metrics = r.metrics or {}
         folder = Path(str(r.path)).name  # <trainable>_<trial id>_<count>_<params>_<date>
-        trial_id = metrics.get("trial_id") or folder
+        trial_id = metrics.get("trial_id") or trial_id_of(folder)
         count = re.search(rf"_{re.escape(trial_id)}_(\d+)_", folder)
         if r.error is not None:
             status = "FAILED"

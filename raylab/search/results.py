@@ -42,6 +42,7 @@ class SearchResult:
     mlflow_run_id: str | None
     tracking_uri: str | None
     searched: tuple[str, ...] = ()   # the parameters of the space; the others were fixed
+    address: str | None = None       # the Ray cluster it ran on (--address), for the resume hint
 
     @property
     def complete(self) -> bool:
@@ -59,11 +60,19 @@ class SearchResult:
         return ranked[0] if ranked else None
 
 
-def write_best(run_dir: Path, arch: str, metric: str, trial: TrialSummary) -> Path:
-    """`best.yaml`: the best configuration, flat, in the form `raylab train --config` reads."""
+def write_best(run_dir: Path, arch: str, metric: str, trial: TrialSummary,
+               partial: tuple[int, int] | None = None) -> Path:
+    """`best.yaml`: the best configuration, flat, in the form `raylab train --config` reads.
+    `partial` (trials ended, budget) marks the best of an interrupted search: `partial: true`
+    and a first comment line saying how much of the budget ran."""
     doc = {"arch": arch, "metric": metric, "value": float(trial.value),
            "trial_id": trial.trial_id, "params": plain(trial.params)}
-    return write_atomic(run_dir / BEST_FILE, yaml.safe_dump(doc, sort_keys=False))
+    head = ""
+    if partial is not None:
+        doc = {"partial": True, **doc}
+        head = (f"# partial: the best of an interrupted search, {partial[0]} of {partial[1]} "
+                "trials ended; resume it for the whole budget\n")
+    return write_atomic(run_dir / BEST_FILE, head + yaml.safe_dump(doc, sort_keys=False))
 
 
 def plain(value: Any) -> Any:
@@ -102,7 +111,8 @@ def format_summary(result: SearchResult, top: int = TOP_K) -> str:
         lines.append(f"  train it: raylab train {result.arch} --config {result.best_file}")
     if not result.complete:
         lines.append(f"Interrupted; continue with: raylab tune {result.arch} "
-                     f"--name {result.name} --resume")
+                     f"--name {result.name} --resume"
+                     + (f" --address {result.address}" if result.address else ""))
     if result.tracking_uri:
         lines.append(f"MLflow UI: {ui_command(result.tracking_uri)}")
     return "\n".join(lines)

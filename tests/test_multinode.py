@@ -1,0 +1,320 @@
+"""The distributed path on one machine: a Ray head and two worker nodes (`ray.cluster_utils`, each
+its own raylet, 1 CPU, no GPU), a real `mlflow server` on 127.0.0.1 and a shared storage folder
+(`$RAYLAB_STORAGE`). The real CLI runs a tiny search and a two-fold training against them, with
+`--address`, as on a cluster: trials and folds land on several nodes, every run reaches the
+server with its metrics and artifacts, and nothing is left RUNNING or holding the cluster."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.fixtures_runtime import start_local_ray
+from tests.test_crossval import TOY
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "search_spaces" / "ok_tiny_elor.yaml"
+NODE = dict(num_cpus=1, num_gpus=0, object_store_memory=128 * 1024 * 1024)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, timeout: float = 180.0):
+    """`mlflow server` on a free port of 127.0.0.1, its store a copy of raylab's migrated empty
+    store (MLflow's migrations take a minute on a busy machine); killed with its workers after."""
+    from raylab.runtime.tracking import _template
+
+    db = folder / "mlflow.db"
+    if _template() is not None:
+        shutil.copyfile(_template(), db)
+    port = _free_port()
+    log = open(folder / "server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{db}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not answer: {(folder / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, demo_dataset):
+    """Head + two workers (1 CPU each), an MLflow server, shared storage; the session's local
+    Ray is stopped for the module and started again after."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    folder = tmp_path_factory.mktemp("multinode")
+    had_ray = ray.is_initialized()
+    ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp, mlflow_server(folder) as uri:
+        # the nodes' processes inherit this environment: raylab from this tree, the shared storage
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        mp.setenv("RAYLAB_STORAGE", str(folder / "storage"))
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("RAY_DEDUP_LOGS", "0")
+        mp.delenv("RAY_ADDRESS", raising=False)
+        (folder / "storage").mkdir()
+        nodes = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+        try:
+            workers = [nodes.add_node(**NODE) for _ in range(2)]
+            nodes.wait_for_nodes()
+            yield SimpleNamespace(address=nodes.address, nodes=nodes, workers=workers, uri=uri,
+                                  results=folder / "results", data=demo_dataset, folder=folder)
+        finally:
+            ray.shutdown()
+            nodes.shutdown()
+    if had_ray:
+        start_local_ray()
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    from raylab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    import ray
+
+    ray.shutdown()  # as a process that ran one command and ended
+    return code, out.getvalue(), err.getvalue()
+
+
+def server_runs(uri: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    return client, client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def alive_actors(address: str) -> list:
+    """The actors alive in the cluster, by class (from the GCS: the nodes run no dashboard)."""
+    import ray
+    from ray._private.state import state
+
+    ray.init(address=address, log_to_driver=False)
+    try:
+        return [a.get("ActorClassName") for a in state.actor_table(None).values()
+                if a.get("State") == "ALIVE"]
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def searched(cluster):
+    code, out, err = cli("--results", str(cluster.results), "tune", "elor", "--data",
+                         str(cluster.data), "--space", str(TINY), "--num-samples", "2",
+                         "--epochs", "1", "--name", "mn-search", "--address", cluster.address)
+    return SimpleNamespace(code=code, out=out, err=err)
+
+
+def ray_processes() -> int:
+    """Ray's worker processes on this machine (`ray::...` in ps), all nodes together."""
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return sum(line.startswith("ray::") for line in listing.splitlines())
+
+
+@contextlib.contextmanager
+def peak_ray_processes(record: dict):
+    """The most `ray::` processes seen, sampled every half second during the block."""
+    import threading
+
+    record.update(before=ray_processes(), peak=0)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            record["peak"] = max(record["peak"], ray_processes())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield record
+    finally:
+        stop.set()
+        thread.join()
+        record["after"] = ray_processes()
+
+
+@pytest.fixture(scope="module")
+def trained(cluster, searched):
+    from raylab.data.dataset import load_dataset
+
+    folds = load_dataset(cluster.data, audio=False).speakers[:3]  # as many as nodes
+    sets = [arg for key, value in TOY.items() for arg in ("--set", f"{key}={value}")]
+    # node CPUs == --cpus-per-worker: a fold trial holding any CPU would leave no room for workers
+    with peak_ray_processes({}) as counted:
+        code, out, err = cli("--results", str(cluster.results), "train", "elor", "--data",
+                             str(cluster.data), "--folds", ",".join(folds), "--cpus-per-worker",
+                             "1",
+                             "--max-failures", "1", "--name", "mn-tenfold", "--address",
+                             cluster.address, *sets)
+    (cluster.folder / "ray_processes.json").write_text(json.dumps(counted))
+    return SimpleNamespace(code=code, out=out, err=err, folds=folds, processes=counted)
+
+
+def test_search_spreads_trials_over_nodes_and_tracks_them_on_the_server(cluster, searched):
+    assert searched.code == 0, searched.out + searched.err
+    assert (cluster.results / "mn-search" / "best.yaml").exists()
+    assert f"MLflow UI: open {cluster.uri}" in searched.out
+    client, runs = server_runs(cluster.uri)
+    trials = [r for r in runs if r.data.tags.get("raylab.kind") == "trial"]
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
+    assert all("val_acc_mean" in r.data.metrics for r in trials)
+    assert len({r.data.tags["raylab.node_id"] for r in trials}) >= 2
+    parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
+    assert parent.info.status == "FINISHED"
+    assert {"best.yaml", "search_space.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_tenfold_spreads_folds_over_one_cpu_nodes_without_deadlock(cluster, trained):
+    assert trained.code == 0, trained.out + trained.err
+    client, runs = server_runs(cluster.uri)
+    folds = [r for r in runs if r.data.tags.get("raylab.kind") == "crossval-fold"]
+    assert sorted(r.data.tags["raylab.fold"] for r in folds) == sorted(trained.folds)
+    assert all(r.info.status == "FINISHED" and "test_arousal_war" in r.data.metrics for r in folds)
+    assert len({r.data.tags["raylab.node_id"] for r in folds}) >= 2
+    print(f"ray:: processes before/peak/after the ten-fold run: {trained.processes}")
+    for run in folds:
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "fold")}
+        assert "fold/predictions.parquet" in names
+    assert all(r.info.status != "RUNNING" for r in runs)
+    # Ray's cluster-wide singletons (detached, one per cluster) stay by design; none of the run's
+    assert set(alive_actors(cluster.address)) <= {"TrainStateActor", "_AutoscalingCoordinatorActor"}
+
+
+def test_report_and_doctor_see_the_cluster(cluster, trained):
+    code, out, err = cli("--results", str(cluster.results), "report")
+    assert code == 0 and "mn-tenfold" in out, out + err
+    code, out, err = cli("--results", str(cluster.results), "doctor", "--address", cluster.address)
+    assert "3 nodes" in out and f"{cluster.uri}: reachable" in out, out
+
+
+def test_trials_no_node_holds_are_refused_naming_flags_that_fit(cluster, searched):
+    code, out, err = cli("--results", str(cluster.results), "tune", "elor", "--data",
+                         str(cluster.data), "--space", str(TINY), "--num-samples", "2",
+                         "--gpus-per-trial", "0.25", "--cpus-per-trial", "2",
+                         "--name", "mn-too-big", "--address", cluster.address)
+    assert code == 1 and "--gpus-per-trial 0 --cpus-per-trial 1" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_driver_killed_mid_run_resumes_without_losing_or_repeating_a_fold(cluster, trained):
+    """`raylab train` SIGKILLed once its first fold is installed, then `--resume`: the lock died
+    with it, the finished fold is kept (not trained again), the one cut off is trained, and the
+    fold run the kill left RUNNING is closed KILLED."""
+    folds = trained.folds[:2]
+    sets = [arg for key, value in TOY.items() for arg in ("--set", f"{key}={value}")]
+    argv = ["--results", str(cluster.results), "train", "elor", "--data", str(cluster.data),
+            "--folds", ",".join(folds), "--cpus-per-worker", "1", "--name", "mn-killed",
+            "--address", cluster.address, *sets]
+    driver = subprocess.Popen([sys.executable, "-m", "raylab", *argv], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=dict(os.environ))
+    run_dir = cluster.results / "mn-killed"
+    try:
+        deadline = time.monotonic() + 400
+        while not list(run_dir.glob("folds/*/predictions.parquet")):
+            assert driver.poll() is None and time.monotonic() < deadline, "no fold finished"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    kept = [p.parent.name for p in run_dir.glob("folds/*/predictions.parquet")]
+    stamps = {f: (run_dir / "folds" / f / "predictions.parquet").stat().st_mtime_ns for f in kept}
+
+    code, out, err = cli(*argv, "--resume")
+    assert code == 0, out + err
+    assert all((run_dir / "folds" / f / "predictions.parquet").stat().st_mtime_ns == stamps[f]
+               for f in kept)
+    client, runs = server_runs(cluster.uri)
+    parent = json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+    finished = sorted(r.data.tags["raylab.fold"] for r in children if r.info.status == "FINISHED")
+    statuses = [(r.data.tags["raylab.fold"], r.info.status) for r in children]
+    assert finished == sorted(folds), statuses  # each fold trained to the end exactly once
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_a_node_lost_mid_search_costs_no_trial_and_leaves_nothing_running(cluster, trained):
+    """A worker node removed while the search's trials run: the trials it hosted are retried
+    (--max-failures), the search reaches its budget, and no MLflow run stays RUNNING."""
+    from mlflow import MlflowClient
+
+    env = {**os.environ, "PYTHONPATH": os.environ["PYTHONPATH"]}
+    search = subprocess.Popen(
+        [sys.executable, "-m", "raylab", "--results", str(cluster.results), "tune", "elor",
+         "--data", str(cluster.data), "--space", str(TINY), "--num-samples", "3", "--epochs", "2",
+         "--max-failures", "2", "--name", "mn-lost", "--address", cluster.address],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    client = MlflowClient(cluster.uri)
+    workers = {node.node_id: node for node in cluster.workers}
+    victim = None
+    try:
+        deadline = time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline and search.poll() is None:
+            ids = [e.experiment_id for e in client.search_experiments()]
+            running = client.search_runs(ids, "tags.`raylab.search` = 'mn-lost' and "
+                                              "attributes.status = 'RUNNING'")
+            victim = next((workers[r.data.tags["raylab.node_id"]] for r in running
+                           if r.data.tags.get("raylab.node_id") in workers), None)
+            time.sleep(0.5)
+        assert victim is not None, "no trial ran on a worker node"
+        cluster.nodes.remove_node(victim)  # a trial is running there
+        out, _ = search.communicate(timeout=600)
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.wait()
+    assert search.returncode == 0, out[-3000:]
+    assert "3 of 3 trials; 3 finished" in out, out[-3000:]
+    client, runs = server_runs(cluster.uri)
+    assert all(r.info.status != "RUNNING" for r in runs)
+    lost = [r for r in runs if r.data.tags.get("raylab.search") == "mn-lost"
+            and r.data.tags.get("raylab.node_id") == victim.node_id]
+    assert lost and all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in lost)
+    print("trial runs on the removed node:", [(r.data.tags["raylab.trial_id"], r.info.status)
+                                              for r in lost])
