@@ -137,9 +137,6 @@ class DatasetWriter:
         self.count += len(rows)
         self._buffer = []
 
-    def write_file(self, name: str, table: pa.Table) -> None:
-        pq.write_table(table, self.tmp / name)
-
     def write_text(self, name: str, text: str) -> None:
         (self.tmp / name).write_text(text)
 

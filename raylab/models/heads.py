@@ -141,9 +141,6 @@ class TwoHeadNet(nn.Module):
         trunk = getattr(self, "trunk", None)
         return iter(()) if trunk is None else trunk.parameters()
 
-    def head_parameters(self, dim: str) -> Iterator[nn.Parameter]:
-        return self.heads[dim].parameters()
-
 
 def as_channels(x: torch.Tensor) -> torch.Tensor:
     """(B, T) waveforms -> (B, 1, T); (B, 1, T) passes through."""

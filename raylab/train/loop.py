@@ -92,9 +92,6 @@ class ArrayView:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def materialize(self) -> ArraySet:
-        return self.base.subset(self.rows)
-
 
 def as_view(data: ArraySet | ArrayView) -> ArrayView:
     return data if isinstance(data, ArrayView) else ArrayView(data, np.arange(len(data)))
