@@ -23,12 +23,12 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread limits, which numpy reads at import)
 
+from raylab import PAPER_WINDOWS  # noqa: E402
 from raylab.data import features  # noqa: E402
 from raylab.data.dataset import DatasetWriter, Window  # noqa: E402
 
 SR = 16000
 SAMPLES = 6 * SR
-IEMOCAP_WINDOWS = 8522  # the paper's E2 windows
 
 
 def synthetic_wave(i: int, rng: np.random.Generator) -> np.ndarray:
@@ -120,7 +120,7 @@ def main() -> None:
                     rate = args.windows / wall
                     base = base or rate
                     print(f"  {'+'.join(kinds):10s} {workers:7d} {wall:8.2f} {rate:10.1f} "
-                          f"{rate * 6:10.1f} {rate / base:8.2f}x {IEMOCAP_WINDOWS / rate / 60:19.1f}")
+                          f"{rate * 6:10.1f} {rate / base:8.2f}x {PAPER_WINDOWS / rate / 60:19.1f}")
     finally:
         ray.shutdown()
 

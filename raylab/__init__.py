@@ -6,3 +6,4 @@ __version__ = "0.1.0"
 DIMENSIONS = ("valence", "arousal")
 NUM_CLASSES = 5
 SAMPLE_RATE = 16_000
+PAPER_WINDOWS = 8522  # the paper's windows of the full IEMOCAP release labelled by E2 (section 3.1)

@@ -13,7 +13,8 @@ def register(subparsers, common) -> None:
         "report", parents=[common], help="Table 5 of the paper from the ten-fold runs",
         description="Table 5: WAR/UAR of every network trained with `raylab train` (the latest "
                     "ten-fold run of each, or the runs named), the random and most-frequent-label "
-                    "baselines, and the paper's published figures beside ours.")
+                    "baselines, and the paper's published figures beside ours for runs on IEMOCAP with "
+                    "evaluator E2 (listed apart for any other data).")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="md (default; or taken from --out's suffix), csv or html (standalone page)")
     parser.add_argument("--out", metavar="FILE", type=Path, help="write the table to FILE")

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from raylab import PAPER_WINDOWS
 from raylab.data.corpora.audio import load_utterance
 from raylab.data.corpora.iemocap import Problem
 from raylab.data.corpora.windows import SAMPLE_RATE, cut_windows, window_id
@@ -204,7 +205,6 @@ def prepare_manifest(manifest: str | Path, out: str | Path, *, labels: str = "ra
 
 # The paper's full release labelled by E2: 8522 windows (section 3.1), and the most frequent label
 # of the test sets' prior, arousal 3 and valence 1 on the 1-5 scale (section 4.1): classes 2 and 0.
-PAPER_WINDOWS = 8522
 PAPER_MAJORITY = {"arousal": 2, "valence": 0}
 IEMOCAP_SESSIONS = (1, 2, 3, 4, 5)
 

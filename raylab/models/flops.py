@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raylab import PAPER_WINDOWS
 from raylab.errors import ConfigError
 
 NUM_CLASSES = 5
@@ -174,7 +175,7 @@ def model_flops(model, update: str = "alternate", batch_size: int = 15) -> Windo
 
 # One search trial at IEMOCAP scale (the paper's E2 windows, one test speaker held out, the rest
 # split 80/20): 8522 windows, ~852 held out, 6136 training and 1534 validation windows.
-IEMOCAP_WINDOWS, IEMOCAP_TEST_WINDOWS, VAL_FRACTION = 8522, 852, 0.2
+IEMOCAP_WINDOWS, IEMOCAP_TEST_WINDOWS, VAL_FRACTION = PAPER_WINDOWS, 852, 0.2
 IEMOCAP_TRAIN = round((IEMOCAP_WINDOWS - IEMOCAP_TEST_WINDOWS) * (1 - VAL_FRACTION))   # 6136
 IEMOCAP_VAL = IEMOCAP_WINDOWS - IEMOCAP_TEST_WINDOWS - IEMOCAP_TRAIN                     # 1534
 
