@@ -142,14 +142,15 @@ class PeakSampler:
 
 
 def run(n: int, data: Path, epochs: int, folder: Path, cpus: int) -> dict:
-    from raylab.search.driver import run_search
+    from raylab.search.driver import SearchOptions, run_search
 
     space = folder / f"space-{n}.yaml"
     space.write_text(SPACE.format(n=n, cpus=min(1.0, cpus / n), epochs=epochs))
     clock = _trial_clock()
     with PeakSampler(clock) as sampler:
-        result = run_search("elor", str(data), space, results=folder, name=f"bench-{n}",
-                            track=False, max_failures=0, callbacks=[clock])
+        result = run_search("elor", str(data), SearchOptions(
+            space_file=space, name=f"bench-{n}", track=False, max_failures=0),
+            results=folder, callbacks=[clock])
     assert all(t.status == "FINISHED" for t in result.trials), result.trials
     wall = np.mean(list(clock.wall.values()))
     fit = np.mean([clock.fit[i] for i in clock.wall])

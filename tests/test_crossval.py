@@ -165,7 +165,7 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
     data-parallel (DDP) over two workers."""
     from mlflow import MlflowClient
 
-    from raylab.crossval.driver import run_crossval
+    from raylab.crossval.driver import CrossvalOptions, run_crossval
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     results = tmp_path / "results"  # a copy of the run folder, with a store of its own
@@ -177,10 +177,11 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
     kept_mtime = kept_file.stat().st_mtime_ns
 
     with pytest.raises(ConfigError, match="pass --resume"):
-        run_crossval("elor", None, TOY, results=results, **RESOURCES)
-    result = run_crossval("elor", None, None, folds=[kept, lost, tenfold.spare], resume=True,
-                          results=results, workers_per_fold=2, cpus_per_worker=0.45,
-                          max_failures=1, fail_folds=[tenfold.spare])
+        run_crossval("elor", None, TOY, CrossvalOptions(**RESOURCES), results=results)
+    options = CrossvalOptions(folds=[kept, lost, tenfold.spare], resume=True, workers_per_fold=2,
+                              cpus_per_worker=0.45, max_failures=1)
+    result = run_crossval("elor", None, None, options, results=results,
+                          fail_folds=[tenfold.spare])
     assert result.trained == [lost] and result.skipped == [kept]
     assert kept_file.stat().st_mtime_ns == kept_mtime  # the finished fold was not trained again
     assert list(result.failed) == [tenfold.spare] and "fault injected" in result.failed[tenfold.spare]
@@ -222,21 +223,21 @@ def test_report_renders_rows_for_two_networks(tenfold, capsys):
 
 
 def test_bad_requests_fail_before_ray_starts(demo_dataset, tmp_path):
-    from raylab.crossval.driver import run_crossval
+    from raylab.crossval.driver import CrossvalOptions, run_crossval
 
     results = tmp_path / "results"
     with pytest.raises(ConfigError, match="--folds Ses09X: no such speaker.*Ses01F"):
-        run_crossval("elor", demo_dataset, TOY, folds=["Ses09X"], results=results)
+        run_crossval("elor", demo_dataset, TOY, CrossvalOptions(folds=["Ses09X"]), results=results)
     with pytest.raises(ConfigError, match="--workers-per-fold 0"):
-        run_crossval("elor", demo_dataset, TOY, workers_per_fold=0, results=results)
+        run_crossval("elor", demo_dataset, TOY, CrossvalOptions(workers_per_fold=0), results=results)
     with pytest.raises(ConfigError, match="batch_size=16 does not divide over 3 workers per fold"):
-        run_crossval("elor", demo_dataset, TOY, workers_per_fold=3, results=results)
+        run_crossval("elor", demo_dataset, TOY, CrossvalOptions(workers_per_fold=3), results=results)
     with pytest.raises(ConfigError, match="unknown network"):
         run_crossval("resnet", demo_dataset, TOY, results=results)
     with pytest.raises(ConfigError, match="unknown parameter"):
         run_crossval("elor", demo_dataset, {"nope": 1}, results=results)
     with pytest.raises(ConfigError, match="--name"):
-        run_crossval("elor", demo_dataset, TOY, name="../x", results=results)
+        run_crossval("elor", demo_dataset, TOY, CrossvalOptions(name="../x"), results=results)
 
 
 def test_fold_child_runs_log_the_checkpoint(tenfold):
@@ -267,17 +268,18 @@ def test_a_multi_node_cluster_refuses_the_local_sqlite_store(ray_local, demo_dat
                                                              monkeypatch):
     import raylab.crossval.ray_train
     import raylab.runtime.ray_session
-    from raylab.crossval.driver import run_crossval
+    from raylab.crossval.driver import CrossvalOptions, run_crossval
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(raylab.runtime.ray_session, "live_nodes", lambda: 3)
     monkeypatch.setattr(raylab.crossval.ray_train, "train_folds",
                         lambda *a, **k: pytest.fail("folds started"))
     with pytest.raises(ConfigError, match="other 2 node.*set MLFLOW_TRACKING_URI"):
-        run_crossval("elor", demo_dataset, TOY, folds=["Ses01F"], results=tmp_path / "results",
-                     **RESOURCES)
+        run_crossval("elor", demo_dataset, TOY, CrossvalOptions(folds=["Ses01F"], **RESOURCES),
+                     results=tmp_path / "results")
     with pytest.raises(ConfigError, match="--device 'cuda:1': the ten-fold run takes auto, cpu"):
-        run_crossval("elor", demo_dataset, TOY, results=tmp_path / "results", device="cuda:1")
+        run_crossval("elor", demo_dataset, TOY, CrossvalOptions(device="cuda:1"),
+                     results=tmp_path / "results")
 
 
 def test_the_parent_run_ends_as_the_folds_did_and_the_hint_keeps_the_address(tmp_path):

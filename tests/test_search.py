@@ -10,7 +10,7 @@ import pytest
 from ray.tune import Callback
 
 from raylab.errors import ConfigError
-from raylab.search.driver import run_search
+from raylab.search.driver import SearchOptions, run_search
 from raylab.train.params import PAPER_HPARAMS, load_params_file
 
 SPACES = Path(__file__).parent / "data" / "search_spaces"
@@ -45,8 +45,8 @@ def test_search_resumes_to_the_budget_and_tracks_each_trial_once(ray_local, demo
                                                                   results):
     # two trials at once; Ctrl-C (as Tune receives it) when the first finishes, the second may
     # be cut off in the middle
-    first = run_search("elor", str(demo_dataset), TINY, results=results, name="tiny",
-                       callbacks=[InterruptAfter(1)])
+    first = run_search("elor", str(demo_dataset), SearchOptions(TINY, name="tiny"),
+                       results=results, callbacks=[InterruptAfter(1)])
     assert not first.complete and 1 <= len(first.trials) <= 2
     assert any(t.status == "FINISHED" for t in first.trials)
     paper = PAPER_HPARAMS["elor"]
@@ -54,9 +54,9 @@ def test_search_resumes_to_the_budget_and_tracks_each_trial_once(ray_local, demo
     # the first trial proposed is the paper's configuration (Table 1)
     assert {k: first.trials[0].params[k] for k in searched} == {k: paper[k] for k in searched}
     with pytest.raises(ConfigError, match="a search named 'tiny' exists"):
-        run_search("elor", str(demo_dataset), TINY, results=results, name="tiny")
+        run_search("elor", str(demo_dataset), SearchOptions(TINY, name="tiny"), results=results)
 
-    done = run_search("elor", None, resume=True, results=results, name="tiny")
+    done = run_search("elor", None, SearchOptions(resume=True, name="tiny"), results=results)
     assert done.complete and len(done.trials) == 3
     assert len({t.trial_id for t in done.trials}) == 3
     assert all(t.status == "FINISHED" and t.epochs == 2 for t in done.trials)
@@ -101,8 +101,8 @@ def test_search_resumes_to_the_budget_and_tracks_each_trial_once(ray_local, demo
 
 
 def test_failing_trial_is_recorded_while_the_others_finish(ray_local, demo_dataset, results):
-    result = run_search("elor", str(demo_dataset), FAILING, results=results, name="failing",
-                        max_failures=1)
+    result = run_search("elor", str(demo_dataset),
+                        SearchOptions(FAILING, name="failing", max_failures=1), results=results)
     assert result.complete and len(result.trials) == 3
     failed = [t for t in result.trials if t.status == "FAILED"]
     assert len(failed) == 1 and failed[0].params["pool1"] == 100_000
@@ -119,7 +119,7 @@ def test_failing_trial_is_recorded_while_the_others_finish(ray_local, demo_datas
 
 def test_resume_without_a_search_is_an_error(results):
     with pytest.raises(ConfigError, match="nothing to resume"):
-        run_search("elor", None, resume=True, results=results, name="never-ran")
+        run_search("elor", None, SearchOptions(resume=True, name="never-ran"), results=results)
 
 
 @pytest.mark.gpu
@@ -128,8 +128,9 @@ def test_two_trials_share_one_gpu(ray_local, demo_dataset, results):
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    result = run_search("elor", str(demo_dataset), TINY, results=results, name="gpu",
-                        num_samples=2, gpus_per_trial=0.5)
+    result = run_search("elor", str(demo_dataset),
+                        SearchOptions(TINY, name="gpu", num_samples=2, gpus_per_trial=0.5),
+                        results=results)
     assert result.complete and all(t.status == "FINISHED" for t in result.trials)
     _, runs = _runs(results)
     trials = [r for r in runs if r.data.tags.get("raylab.kind") == "trial"]
@@ -141,12 +142,14 @@ def test_cuda_without_a_gpu_share_fails_before_ray_starts(demo_dataset, results,
 
     monkeypatch.setattr(raylab.search.driver, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
     with pytest.raises(ConfigError, match="--device cuda with 0 GPUs per trial"):
-        run_search("elor", str(demo_dataset), TINY, results=results, device="cuda",
-                   gpus_per_trial=0)
+        run_search("elor", str(demo_dataset),
+                   SearchOptions(TINY, device="cuda", gpus_per_trial=0), results=results)
     with pytest.raises(ConfigError, match="--device cuda with 0 GPUs per trial"):
-        run_search("elor", str(demo_dataset), TINY, results=results, device="cuda")  # file: 0
+        run_search("elor", str(demo_dataset), SearchOptions(TINY, device="cuda"),  # file: 0
+                   results=results)
     with pytest.raises(ConfigError, match="--device 'cuda:1': expected cpu or cuda"):
-        run_search("elor", str(demo_dataset), TINY, results=results, device="cuda:1")
+        run_search("elor", str(demo_dataset), SearchOptions(TINY, device="cuda:1"),
+                   results=results)
 
 
 def test_options_a_resumed_search_ignores_are_named():

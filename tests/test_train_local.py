@@ -181,8 +181,9 @@ def test_demo_runs_get_their_features_and_resume_leaves_the_demo_alone(results, 
     monkeypatch.setattr(raylab.crossval.driver, "run_crossval", crossval)
     with pytest.raises(_Stop):
         main(["--results", str(results), "train", "elor", "--resume", "--name", "real"])
-    assert calls[0]["data"] is None and calls[0]["resume"] is True and calls[0]["name"] == "real"
-    assert "gpus_per_worker" not in calls[0]  # crossval's default: resolved from the cluster
+    options = calls[0]["options"]
+    assert calls[0]["data"] is None and options.resume is True and options.name == "real"
+    assert options.gpus_per_worker is None  # crossval's default: resolved from the cluster
 
 
 def test_ensure_demo_features_computes_only_what_the_network_reads(monkeypatch):

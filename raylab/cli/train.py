@@ -155,16 +155,17 @@ def run(args: argparse.Namespace) -> int:
                            on_epoch=printer.epoch_done, on_batch=printer.batch)
         print(done.render())
         return 0
-    from raylab.crossval.driver import run_crossval
+    from raylab.crossval.driver import CrossvalOptions, run_crossval
 
     folds = [f.strip() for f in args.folds.split(",") if f.strip()] if args.folds else None
     from raylab.runtime.runlock import run_lock
 
     resources = {k: getattr(args, k) for k in RESOURCE_OPTIONS if getattr(args, k) is not None}
     with run_lock(results, args.name or f"{args.arch}-tenfold"):
-        result = run_crossval(arch=args.arch, data=args.data, params=params, folds=folds,
-                              name=args.name, resume=bool(args.resume), address=args.address,
-                              results=results, track=args.track, seed=cfg.seed,
-                              device=args.device, **resources)
+        options = CrossvalOptions(folds=folds, name=args.name, resume=bool(args.resume),
+                                  address=args.address, track=args.track, seed=cfg.seed,
+                                  device=args.device, **resources)
+        result = run_crossval(arch=args.arch, data=args.data, params=params, options=options,
+                              results=results)
     print(result.render())
     return result.exit_code

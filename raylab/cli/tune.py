@@ -60,18 +60,18 @@ def register(subparsers, common) -> None:
 def run(args: argparse.Namespace) -> int:
     from raylab.runtime.runlock import run_lock
     from raylab.runtime.settings import results_dir
-    from raylab.search.driver import run_search
+    from raylab.search.driver import SearchOptions, run_search
     from raylab.search.results import format_summary
 
     results = results_dir(args.results)
     with run_lock(results, args.name or f"{args.arch}-search"):
-        result = run_search(
-            args.arch, args.data, args.space, num_samples=args.num_samples,
+        result = run_search(args.arch, args.data, SearchOptions(
+            space_file=args.space, num_samples=args.num_samples,
             gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
             max_concurrent=args.max_concurrent, scheduler=args.scheduler, seed=args.seed,
-            name=args.name, resume=args.resume, address=args.address, results=results,
-            track=not args.no_track, epochs=args.epochs, max_failures=args.max_failures,
-            device=args.device)
+            name=args.name, resume=args.resume, address=args.address, track=not args.no_track,
+            epochs=args.epochs, max_failures=args.max_failures, device=args.device),
+            results=results)
     print(format_summary(result))
     return 0 if result.complete else 130
 

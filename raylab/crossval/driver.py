@@ -35,7 +35,6 @@ from raylab.runtime.fsutil import write_atomic
 from raylab.runtime.settings import demo_data_dir, run_folder, storage_root
 
 
-
 @dataclass
 class CrossvalResult:
     """What a ten-fold run did: folds trained now, skipped (done before), failed, unfinished."""
@@ -173,21 +172,53 @@ class _Plan:
     resumed: bool
 
 
+@dataclass(frozen=True)
+class CrossvalOptions:
+    """How a ten-fold run runs, beside what it trains (the network, the data, the parameters);
+    Ray's `ScalingConfig` is the model. The options of `raylab train` without `--local`.
+
+    Attributes:
+        folds: the test speakers to train (default: all of the dataset's).
+        name: the run name (default `<arch>-tenfold`), its folder under the results.
+        resume: finish the run `name`: its saved dataset, parameters and folds are used and only
+            the folds without predictions are trained.
+        workers_per_fold: DDP workers per fold; each takes `batch_size / workers_per_fold`.
+        gpus_per_worker: None: 1 when the Ray cluster has GPUs (`worker_gpus`), else 0.
+        cpus_per_worker: CPUs of each worker.
+        max_failures: retries of a fold whose workers fail (by Ray Train), then it is recorded
+            in `run.json` under `failed`.
+        address: the Ray cluster to join (default: `$RAY_ADDRESS` or a local Ray).
+        track: MLflow runs (a parent, a child per fold).
+        seed: when given, overrides `params["seed"]` (split and weights).
+        device: "auto", "cpu" or "cuda".
+    """
+
+    folds: Sequence[str] | None = None
+    name: str | None = None
+    resume: bool = False
+    workers_per_fold: int = 1
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float = 1.0
+    max_failures: int = 1
+    address: str | None = None
+    track: bool = True
+    seed: int | None = None
+    device: str = "auto"
+
+    def resources(self) -> dict:
+        """What every fold gets, as `config.yaml` records it."""
+        return {"workers_per_fold": self.workers_per_fold, "gpus_per_worker": self.gpus_per_worker,
+                "cpus_per_worker": self.cpus_per_worker, "max_failures": self.max_failures}
+
+
 def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict | None = None,
-                 folds: Sequence[str] | None = None, name: str | None = None, resume: bool = False,
-                 workers_per_fold: int = 1, gpus_per_worker: float | None = None,
-                 cpus_per_worker: float = 1.0, address: str | None = None,
-                 results: Path | None = None, track: bool = True, seed: int | None = None,
-                 max_failures: int = 1, device: str = "auto", *,
+                 options: CrossvalOptions = CrossvalOptions(), *, results: Path | None = None,
                  fail_folds: Sequence[str] = (),
                  progress: Callable[[str], None] | None = print) -> CrossvalResult:
     """Train `arch` on every (or the given) leave-one-speaker-out fold on Ray Train, then pool.
 
-    `params` is the flat parameter dict (`split_params`; the paper's Tables 1-4 fill the rest);
-    `seed`, when given, overrides `params["seed"]` (split and weights). `gpus_per_worker` None:
-    1 when the Ray cluster has GPUs (`worker_gpus`), else 0. With `resume` the run's
-    saved dataset, parameters and folds are used and only the folds without predictions are
-    trained. `fail_folds` makes those folds' workers raise on every attempt (fault drills, tests).
+    `params` is the flat parameter dict (`split_params`; the paper's Tables 1-4 fill the rest).
+    `fail_folds` makes those folds' workers raise on every attempt (fault drills, tests).
     `progress` receives one line per fold event (started, epoch, done, failed).
     """
     from raylab.runtime.settings import results_dir
@@ -196,14 +227,16 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     from raylab.train.params import recorded_settings, split_params
 
     results = results_dir(results)
+    workers_per_fold, gpus_per_worker = options.workers_per_fold, options.gpus_per_worker
+    cpus_per_worker, max_failures = options.cpus_per_worker, options.max_failures
+    address, device = options.address, options.device
     _check_resources(workers_per_fold, gpus_per_worker, cpus_per_worker, max_failures, device)
-    resources = {"workers_per_fold": workers_per_fold, "gpus_per_worker": gpus_per_worker,
-                 "cpus_per_worker": cpus_per_worker, "max_failures": max_failures}
-    plan = _plan(arch, data, params, folds, name, resume, seed, results, fail_folds, resources)
+    plan = _plan(arch, data, params, options.folds, options.name, options.resume, options.seed,
+                 results, fail_folds, options.resources())
     if plan.resumed and plan.todo:
         _collect_uncollected(plan)
     run, run_dir = plan.run, plan.run_dir
-    tracker = Tracker(results, enabled=track)
+    tracker = Tracker(results, enabled=options.track)
     failed: dict[str, str] = {}
     from raylab.runtime.ray_session import ray_session
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,27 +28,66 @@ from raylab.search.space import SearchSpace, default_space_file, load_search_spa
 SCHEDULERS = ("fifo", "asha")
 
 
-def run_search(arch: str, data: str | None, space_file: str | Path | None = None, *,
-               num_samples: int | None = None, gpus_per_trial: float | None = None,
-               cpus_per_trial: float | None = None, max_concurrent: int | None = None,
-               scheduler: str | None = None, seed: int | None = None, name: str | None = None,
-               resume: bool = False, address: str | None = None, results: Path,
-               track: bool = True, epochs: int | None = None, max_failures: int | None = None,
-               device: str | None = None, callbacks: Sequence[Any] = (),
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a search runs, beside what it searches (the network, the data); Ray's `TuneConfig`
+    is the model. The options of `raylab tune`; None means the default: the search-space file's
+    value, else scheduler fifo, seed 0, max_failures 2 (on `resume`: the search's own).
+
+    Attributes:
+        space_file: the search-space YAML (default: `search_spaces/<arch>.yaml`).
+        num_samples: the trial budget (default: the file's; its `demo:` budget when the data
+            is omitted too).
+        gpus_per_trial, cpus_per_trial: resources of a trial (default: the file's, fitted to a
+            local machine without a GPU).
+        max_concurrent: trials in flight at most (default: the file's).
+        scheduler: "fifo" (every trial to its last epoch, the paper's) or "asha".
+        seed: seeds TPE, the search split and training.
+        name: the run name (default `<arch>-search`), its folder under the results.
+        resume: continue the interrupted search `name` with its saved settings.
+        address: the Ray cluster to join (default: a local Ray).
+        track: MLflow runs (a parent, a child per trial).
+        epochs: hold epochs fixed at this value.
+        max_failures: retries of a failing trial before it is recorded failed.
+        device: "cpu" or "cuda" (default: from the trials' resources).
+    """
+
+    space_file: str | Path | None = None
+    num_samples: int | None = None
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float | None = None
+    max_concurrent: int | None = None
+    scheduler: str | None = None
+    seed: int | None = None
+    name: str | None = None
+    resume: bool = False
+    address: str | None = None
+    track: bool = True
+    epochs: int | None = None
+    max_failures: int | None = None
+    device: str | None = None
+
+
+def run_search(arch: str, data: str | None, options: SearchOptions = SearchOptions(), *,
+               results: Path, callbacks: Sequence[Any] = (),
                say: Callable[[str], None] | None = print) -> SearchResult:
-    """Run, or with `resume` continue, the TPE search `name` (default `<arch>-search`).
+    """Run, or with `options.resume` continue, the TPE search `options.name`.
 
     Writes `<results>/<name>/{run.json, search_space.yaml, best.yaml}`. With `data` and
     `num_samples` both omitted: the demo corpus and the file's `demo:` budget. `callbacks` are
-    extra Ray Tune callbacks, run in this (the driver) process. None means the default:
-    scheduler fifo, seed 0, max_failures 2 (on `resume`: the search's own, and `say` gets one
-    note naming the options given that a resumed search ignores).
+    extra Ray Tune callbacks, run in this (the driver) process. On resume `say` gets one note
+    naming the options given that a resumed search ignores.
     """
+    space_file, num_samples = options.space_file, options.num_samples
+    gpus_per_trial, cpus_per_trial = options.gpus_per_trial, options.cpus_per_trial
+    max_concurrent, scheduler, seed = options.max_concurrent, options.scheduler, options.seed
+    resume, address, track = options.resume, options.address, options.track
+    epochs, max_failures, device = options.epochs, options.max_failures, options.device
     from raylab.models import MODEL_NAMES
 
     if arch not in MODEL_NAMES:
         raise ConfigError(f"unknown network {arch!r}; expected one of {', '.join(MODEL_NAMES)}")
-    name = name or f"{arch}-search"
+    name = options.name or f"{arch}-search"
     _check_options(name, scheduler, max_failures, epochs, num_samples, cpus_per_trial,
                    gpus_per_trial, max_concurrent)
     device = _check_device(device, gpus_per_trial)
