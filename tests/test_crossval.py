@@ -165,8 +165,20 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
     data-parallel (DDP) over two workers."""
     from mlflow import MlflowClient
 
+    import raylab.crossval.ray_train
     from raylab.crossval.driver import CrossvalOptions, run_crossval
 
+    spare = tenfold.spare
+
+    def failing_worker(config: dict) -> None:
+        # local, so Ray pickles it by value into the fold trials; the worker loop is the real one
+        if config["fold"] == spare:
+            raise RuntimeError(f"fold {spare}: fault injected on purpose")
+        from raylab.crossval import ray_train
+
+        ray_train.train_fold_worker(config)
+
+    monkeypatch.setattr(raylab.crossval.ray_train, "train_fold_worker", failing_worker)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     results = tmp_path / "results"  # a copy of the run folder, with a store of its own
     run_dir = results / tenfold.name
@@ -180,8 +192,7 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
         run_crossval("elor", None, TOY, CrossvalOptions(**RESOURCES), results=results)
     options = CrossvalOptions(folds=[kept, lost, tenfold.spare], resume=True, workers_per_fold=2,
                               cpus_per_worker=0.45, max_failures=1)
-    result = run_crossval("elor", None, None, options, results=results,
-                          fail_folds=[tenfold.spare])
+    result = run_crossval("elor", None, None, options, results=results)
     assert result.trained == [lost] and result.skipped == [kept]
     assert kept_file.stat().st_mtime_ns == kept_mtime  # the finished fold was not trained again
     assert list(result.failed) == [tenfold.spare] and "fault injected" in result.failed[tenfold.spare]

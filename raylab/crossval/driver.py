@@ -213,12 +213,10 @@ class CrossvalOptions:
 
 def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict | None = None,
                  options: CrossvalOptions = CrossvalOptions(), *, results: Path | None = None,
-                 fail_folds: Sequence[str] = (),
                  progress: Callable[[str], None] | None = print) -> CrossvalResult:
     """Train `arch` on every (or the given) leave-one-speaker-out fold on Ray Train, then pool.
 
     `params` is the flat parameter dict (`split_params`; the paper's Tables 1-4 fill the rest).
-    `fail_folds` makes those folds' workers raise on every attempt (fault drills, tests).
     `progress` receives one line per fold event (started, epoch, done, failed).
     """
     from raylab.runtime.settings import results_dir
@@ -232,7 +230,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     address, device = options.address, options.device
     _check_resources(workers_per_fold, gpus_per_worker, cpus_per_worker, max_failures, device)
     plan = _plan(arch, data, params, options.folds, options.name, options.resume, options.seed,
-                 results, fail_folds, options.resources())
+                 results, options.resources())
     if plan.resumed and plan.todo:
         _collect_uncollected(plan)
     run, run_dir = plan.run, plan.run_dir
@@ -268,8 +266,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                 job = FoldJob(arch=arch, params=plan.params, name=plan.name, arrays_ref=None,
                               storage=plan.config["storage"], workers=workers_per_fold,
                               cpus=cpus_per_worker, gpus=gpus, max_failures=max_failures,
-                              tracking_uri=tracker.uri, parent_run_id=parent.run_id,
-                              fail_folds=tuple(fail_folds))
+                              tracking_uri=tracker.uri, parent_run_id=parent.run_id)
                 failed = train_folds(job, plan.arrays, plan.todo, run_dir / FOLDS_DIR,
                                      plan.config["resolved"]["train"]["epochs"], address, progress)
             finished = finished_folds(run_dir)
@@ -326,7 +323,7 @@ def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
     return worker_gpus(gpus, str(device or "auto"), cluster_gpus())
 
 
-def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_folds,
+def _plan(arch, data, params, folds, name, resume, seed, results: Path,
           resources: dict) -> _Plan:
     """Resolve everything and write config.yaml and run.json; every user error surfaces here."""
     from raylab.data.dataset import load_dataset, read_meta
@@ -359,9 +356,6 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path, fail_fol
     dataset = load_dataset(data, audio="waveform" in model_class(arch).inputs)
     counts = {s: int((dataset.speaker == s).sum()) for s in dataset.speakers}
     folds = _choose_folds(folds, counts, data)
-    unknown = sorted(set(fail_folds) - set(folds))
-    if unknown:
-        raise ConfigError(f"fail_folds {unknown}: not among the folds {folds}")
     done = set(finished_folds(run_dir))
     arrays = build_arrays(dataset, arch, waveform_dtype="int16")  # int16: half the object store
     config = {"arch": arch, "dataset": data, "params": params, "folds": folds,

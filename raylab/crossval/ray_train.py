@@ -17,7 +17,7 @@ import json
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -59,7 +59,6 @@ class FoldJob:
     tracking_uri: str | None = None
     experiment: str = "raylab"
     parent_run_id: str | None = None
-    fail_folds: tuple[str, ...] = field(default_factory=tuple)
 
 
 def check_fold(split: FoldSplit, speakers: np.ndarray, predictions) -> None:
@@ -91,8 +90,6 @@ def train_fold_worker(config: dict) -> None:
     speaker: str = config["fold"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    if speaker in job.fail_folds:
-        raise RuntimeError(f"fold {speaker}: fault injected on purpose (fail_folds)")
     arrays = ray.get(job.arrays_ref)
     device = str(ray.train.torch.get_device()) if job.gpus > 0 else "cpu"
     tracker = Tracker(enabled=rank == 0 and job.tracking_uri is not None, uri=job.tracking_uri)
@@ -133,12 +130,13 @@ def train_fold_worker(config: dict) -> None:
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def fold_trial(config: dict, job: FoldJob) -> None:
-    """Ray Tune trial of one fold: build the fold's TorchTrainer and fit it (Train V2 idiom)."""
+def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> None:
+    """Ray Tune trial of one fold: build the fold's TorchTrainer around `worker` (the worker
+    loop, `train_fold_worker`) and fit it (Train V2 idiom)."""
     speaker = config["fold"]
     resources = {"CPU": job.cpus, **({"GPU": job.gpus} if job.gpus > 0 else {})}
     trainer = TorchTrainer(
-        train_fold_worker, train_loop_config={"job": job, "fold": speaker},
+        worker, train_loop_config={"job": job, "fold": speaker},
         scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.gpus > 0,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
@@ -280,8 +278,10 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
     concurrency = fold_concurrency(job, len(folds), address)
     job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
     collector = FoldCollector(folds_dir, job.storage, epochs, say)
+    # the worker loop is read here, at call time, and travels to the trials with the job
+    trial = tune.with_parameters(fold_trial, job=job, worker=train_fold_worker)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(fold_trial, job=job), TRIAL_RESOURCES),
+        tune.with_resources(trial, TRIAL_RESOURCES),
         param_space={"fold": tune.grid_search(list(folds))},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
