@@ -66,18 +66,28 @@ def test_a_nan_loss_stops_the_fit_instead_of_scoring_class_0(tones, results, cap
 def test_non_finite_network_outputs_are_an_error_not_class_0(tones, one_thread):  # noqa: F811
     import torch
 
-    from raylab.train.fold import build_arrays
     from raylab.models import build_model
-    from raylab.train.loop import evaluate, predict
+    from raylab.train.fold import build_arrays
+    from raylab.train.loop import fit, predict
+    from raylab.train.params import TrainConfig
     from tests.test_training import TOY_ELOR
 
     arrays = build_arrays(tones, "elor")
+    message = r"outputs are NaN/inf for \d+ of \d+ windows"
     model = build_model("elor", input_samples=arrays.inputs["waveform"].shape[1], **TOY_ELOR)
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
-    for call in (predict, evaluate):
-        with pytest.raises(DivergedError, match=r"outputs are NaN/inf for \d+ of \d+ windows"):
-            call(model, arrays)
+    with pytest.raises(DivergedError, match=message):
+        predict(model, arrays)
+    # validation in `fit`: training (batch statistics) stays finite, eval mode reads the NaN
+    # running variance of the batch norms
+    model = build_model("elor", input_samples=arrays.inputs["waveform"].shape[1], **TOY_ELOR)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms
+    for norm in norms:
+        norm.running_var.fill_(float("nan"))
+    with pytest.raises(DivergedError, match=message):
+        fit(model, arrays, arrays, TrainConfig(batch_size=4, epochs=1, lr=0.01, l2=0.0))
 
 
 def test_metrics_refuse_non_finite_predictions():

@@ -44,7 +44,7 @@ from raylab.errors import DataError, DivergedError
 from raylab.report.metrics import per_dimension
 from raylab.train.params import TrainConfig, worker_batch_size
 
-__all__ = ["ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict", "evaluate"]
+__all__ = ["ArraySet", "ArrayView", "EpochReport", "FitResult", "fit", "predict"]
 
 @dataclass
 class ArraySet:
@@ -344,11 +344,3 @@ def predict(model: nn.Module, data: ArraySet | ArrayView | Mapping[str, np.ndarr
     staged = _Staged(as_view(data), net.inputs, target, {})
     return _probabilities(model, staged, batch_size, target, amp)[0]
 
-
-def evaluate(model: nn.Module, data: ArraySet | ArrayView, batch_size: int = 64,
-             device: str | None = None, amp: bool = False) -> dict[str, float]:
-    """Flat WAR/UAR/F1 per dimension (and their means) plus the summed cross-entropy `loss`."""
-    target = torch.device(device) if device else _model_device(model)
-    model.to(target)
-    staged = _Staged(as_view(data), _unwrap(model).inputs, target, {})
-    return _evaluate_staged(model, staged, batch_size, target, amp)
