@@ -30,11 +30,11 @@ from __future__ import annotations
 import json
 import re
 import wave
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from raylab.data.corpora.demo_labels import DemoTurn, write_label_files
 from raylab.data.corpora.windows import SAMPLE_RATE
 from raylab.errors import ConfigError
 from raylab.runtime.fsutil import check_replaceable, staged_folder
@@ -50,21 +50,6 @@ CUES = {
 CLASS_WEIGHTS = np.array([0.14, 0.22, 0.28, 0.22, 0.14])
 VOWELS = ((730, 1090), (530, 1840), (270, 2290), (570, 840), (300, 870))  # (F1, F2) Hz
 TURNS_PER_DIALOG = 8  # per speaker
-_COMMENTS = ("", "", "", "", "calm, a bit tired", "sarcastic; smiling", "angry, irritated",
-             "hesitant, low voice", "excited, laughing", "polite, but annoyed")
-_ABBREV = {"Neutral": "neu", "Frustration": "fru", "Anger": "ang", "Sadness": "sad",
-           "Happiness": "hap", "Excited": "exc", "Surprise": "sur", "Other": "oth"}
-
-
-@dataclass(frozen=True)
-class DemoTurn:
-    utterance_id: str
-    dialog: str
-    session: int
-    speaker: str
-    seconds: float
-    valence: int   # planted classes 0..4
-    arousal: int
 
 
 def _resonator(freq: float, bandwidth: float) -> tuple[list[float], list[float]]:
@@ -171,8 +156,6 @@ def _written_before_the_marker(entries: set[str]) -> bool:
 
 
 def _write_turns(out: Path, turns: list[DemoTurn], seed: int) -> None:
-    from raylab.data.corpora.demo_labels import write_label_files
-
     voice_rng = np.random.default_rng([seed, 2])
     voices = {f"Ses{s:02d}{x}": ((1.06 if x == "F" else 0.94) * voice_rng.uniform(0.97, 1.03))
               for s in range(1, 6) for x in "FM"}

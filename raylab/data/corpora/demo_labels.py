@@ -9,14 +9,30 @@ agrees with the planted class 90 % of the time (else off by one); E1 and E3 add 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from raylab.data.corpora.demo import _ABBREV, _COMMENTS, DemoTurn
-
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 RATES = {"E1": 0.8, "E2": 0.9, "E3": 0.75}
+_COMMENTS = ("", "", "", "", "calm, a bit tired", "sarcastic; smiling", "angry, irritated",
+             "hesitant, low voice", "excited, laughing", "polite, but annoyed")
+_ABBREV = {"Neutral": "neu", "Frustration": "fru", "Anger": "ang", "Sadness": "sad",
+           "Happiness": "hap", "Excited": "exc", "Surprise": "sur", "Other": "oth"}
+
+
+@dataclass(frozen=True)
+class DemoTurn:
+    """One planned turn: the audio (`demo.py`) and its label blocks (here) are both made from it."""
+
+    utterance_id: str
+    dialog: str
+    session: int
+    speaker: str
+    seconds: float
+    valence: int   # planted classes 0..4
+    arousal: int
 
 
 def _category(valence: int, arousal: int, rng: np.random.Generator) -> list[str]:
