@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from raylab import SAMPLE_RATE
+
 FLOOR_DB = -120.0  # loudness of digital silence, instead of -inf
 
 
@@ -178,7 +180,7 @@ ROW_LABELS = {
 }
 
 
-def table6(signals: dict, sr: int = 16000, **thresholds: float) -> pd.DataFrame:
+def table6(signals: dict, sr: int = SAMPLE_RATE, **thresholds: float) -> pd.DataFrame:
     """Table 6: one column per signal (keys as given, e.g. "arousal 0" or ("arousal", 0)),
     one row per measure, numbers rounded as the paper prints them."""
     columns = {}

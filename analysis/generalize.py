@@ -22,10 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from raylab import DIMENSIONS, IS10_DIM, NUM_CLASSES, SAMPLE_RATE
+
 from analysis.acoustics import characteristics, table6, to_markdown
 from analysis.shaped import ShapedSignal, jitter
 
-NUM_CLASSES = 5
+# Table 6 and Figure 5 list arousal first, as the paper does
+TABLE_HEADS = DIMENSIONS[::-1]
 INITS = ("noise", "mean")
 METHODS = ("shaped", "paper")
 DEFAULT_METHOD = "shaped"
@@ -87,7 +90,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                init_scale: float = 0.01, mean_window: np.ndarray | None = None,
                device: str = "cpu", targets: list[tuple[str, int]] | None = None,
                log_every: int = 50, on_log: Callable[[int, list[float]], None] | None = None,
-               method: str = DEFAULT_METHOD, sample_rate: int = 16_000,
+               method: str = DEFAULT_METHOD, sample_rate: int = SAMPLE_RATE,
                progress: bool = False) -> Generalized:
     """One generalized signal for every (head, class) in `targets` (default: both heads × classes
     0..4) by `method` (see METHODS; None settings take the method's defaults);
@@ -100,7 +103,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                                                (("steps", steps), ("l2", l2), ("lr", lr))
                                                if v is not None}}
     steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
-    targets = targets or [(head, c) for head in ("arousal", "valence") for c in range(NUM_CLASSES)]
+    targets = targets or [(head, c) for head in TABLE_HEADS for c in range(NUM_CLASSES)]
     model.eval().to(device)
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
@@ -108,7 +111,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     rows = len(targets)
     # IS10 (ELoR+FTR) held at 0: the training mean of the standardised features
     def other(n: int) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.zeros(n, int(model.config.get("num_features", 1582)), device=device)
+        return tuple(torch.zeros(n, int(model.config.get("num_features", IS10_DIM)), device=device)
                      for _ in model.inputs[1:])
 
     if method == "paper":
@@ -249,7 +252,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         for (head, c), x in result.signals.items():
             sf.write(tmp / f"{head}_{c}.wav", x, sr, subtype="PCM_16")
         np.savez(tmp / "signals.npz", **{f"{h}_{c}": x for (h, c), x in result.signals.items()})
-        for head in ("arousal", "valence"):
+        for head in TABLE_HEADS:
             plots.figure5({c: x for (h, c), x in result.signals.items() if h == head}, sr,
                           tmp / f"figure5_{head}.png",
                           f"generalized input signals, {head} (ratings 1..5), {target.arch} "

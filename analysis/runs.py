@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 from torch import nn
 
+from raylab import SAMPLE_RATE
 from raylab.errors import ConfigError, DataError
 from raylab.report.layout import ANALYSIS_DIR, METRICS_FILE
 from raylab.runtime.fsutil import check_replaceable, staged_folder
@@ -40,7 +41,7 @@ class Target:
 
     @property
     def sample_rate(self) -> int:
-        return int(self.info.get("sample_rate", 16000))
+        return int(self.info.get("sample_rate", SAMPLE_RATE))
 
 
 def require_waveform(model: nn.Module, arch: str) -> None:

@@ -21,7 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-HEADS = ("valence", "arousal")
+from raylab import DIMENSIONS, SAMPLE_RATE
+
+HEADS = DIMENSIONS  # the networks' two heads
 METHODS = ("guided", "gradient", "integrated", "occlusion")
 METHOD_NAMES = {"guided": "guided backpropagation", "gradient": "plain gradient",
                 "integrated": "integrated gradients", "occlusion": "occlusion (50 ms)"}
@@ -58,7 +60,7 @@ class HeadLogits(nn.Module):
 
 def attribute(model: nn.Module, head: str, method: str | Method, waveform: torch.Tensor,
               target: torch.Tensor, other: tuple = (), ig_steps: int = 32,
-              sample_rate: int = 16_000) -> torch.Tensor:
+              sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Attribution (B, T) of the logit `target` of `head` to the waveform (B, T)."""
     if callable(method):
         return method(model, head, waveform, target, other)
@@ -167,7 +169,7 @@ def _envelope(x: np.ndarray, samples: int) -> np.ndarray:
 
 
 def window_correlations(x: np.ndarray, maps: dict[str, np.ndarray],
-                        sample_rate: int = 16_000) -> dict[str, np.ndarray]:
+                        sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
     """Per window (rows of x (N, T)), over its samples without the zero padding:
 
     - `signed_<head>`: Pearson r between x[t] and s[t] as they are, the paper's "correlation
@@ -203,7 +205,7 @@ class SaliencyResult:
 def analyze(model: nn.Module, inputs: dict[str, np.ndarray], window_ids: np.ndarray,
             method: str = "guided", batch_size: int = 8, device: str = "cpu",
             keep: tuple[int, ...] = (), labels: dict[str, np.ndarray] | None = None,
-            sample_rate: int = 16_000) -> SaliencyResult:
+            sample_rate: int = SAMPLE_RATE) -> SaliencyResult:
     """Saliency of every window, streamed: correlations per window, maps only for `keep` rows."""
     rows, kept = [], {}
     for span, maps, targets in saliency_batches(model, inputs, method, batch_size, device):

@@ -21,17 +21,17 @@ import time
 import numpy as np
 import torch
 
+from raylab import SAMPLE_RATE, WINDOW_SAMPLES as SAMPLES
 from raylab.models import build_model
 from raylab.train.loop import ArraySet, fit
 from raylab.train.params import TrainConfig, compute_dtype, split_params
 
-SAMPLES = 96_000
 
 
 def tones(n: int, seed: int) -> ArraySet:
     """`n` 6 s windows whose arousal class sets the loudness and pitch of a noisy tone."""
     rng = np.random.default_rng(seed)
-    t = np.arange(SAMPLES, dtype=np.float32) / 16_000
+    t = np.arange(SAMPLES, dtype=np.float32) / SAMPLE_RATE
     arousal = rng.integers(0, 5, n)
     valence = rng.integers(0, 5, n)
     waves = np.empty((n, SAMPLES), np.float32)

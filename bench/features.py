@@ -23,12 +23,10 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread limits, which numpy reads at import)
 
-from raylab import PAPER_WINDOWS  # noqa: E402
+from raylab import DEFAULT_EVALUATOR, PAPER_WINDOWS  # noqa: E402
+from raylab import SAMPLE_RATE as SR, WINDOW_SAMPLES as SAMPLES  # noqa: E402
 from raylab.data import features  # noqa: E402
 from raylab.data.dataset import DatasetWriter, Window  # noqa: E402
-
-SR = 16000
-SAMPLES = 6 * SR
 
 
 def synthetic_wave(i: int, rng: np.random.Generator) -> np.ndarray:
@@ -47,7 +45,7 @@ def build_dataset(out: Path, windows: int) -> Path:
     with DatasetWriter(out, SAMPLES) as writer:
         writer.add(Window(f"Ses01F_bench_F{i:04d}_0", f"u{i}", "Ses01F", 1, 0, synthetic_wave(i, rng),
                           0, 0) for i in range(windows))
-        return writer.commit({"sample_rate": SR, "min_last_samples": SAMPLES // 2, "evaluator": "E2",
+        return writer.commit({"sample_rate": SR, "min_last_samples": SAMPLES // 2, "evaluator": DEFAULT_EVALUATOR,
                               "source": "bench", "corpus": "demo", "speakers": {"Ses01F": windows},
                               "utterances": windows, "skipped": {}})
 

@@ -12,6 +12,8 @@ import time
 
 import torch
 
+from raylab import NUM_CLASSES
+
 
 def main() -> None:
     from analysis import runs
@@ -35,7 +37,7 @@ def main() -> None:
     for method in args.methods.split(","):
         for seed in map(int, args.seeds.split(",")):
             start = time.perf_counter()
-            targets = [(h, c) for h in args.heads.split(",") for c in range(5)]
+            targets = [(h, c) for h in args.heads.split(",") for c in range(NUM_CLASSES)]
             result = generalize(target.model, samples, args.steps, method=method, seed=seed,
                                 sample_rate=sr, targets=targets)
             seconds = time.perf_counter() - start

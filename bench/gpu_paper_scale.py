@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from raylab.models.fftconv import conv_choices, direct_conv_flops, fft_conv1d, fft_conv_flops  # noqa: E402
+from raylab import WINDOW_SAMPLES  # noqa: E402
 from raylab.models import build_model  # noqa: E402
 from raylab.train.loop import TrainConfig, fit, predict  # noqa: E402
 
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     torch.backends.cudnn.benchmark = True
     kwargs = SMOKE_ELOR if smoke else PAPER_ELOR
-    samples = kwargs.get("input_samples", 96_000)
+    samples = kwargs.get("input_samples", WINDOW_SAMPLES)
     batch = 2 if smoke else BATCH
     windows = 2 * BATCH if smoke else args.windows
     warmup = 1 if smoke else 3

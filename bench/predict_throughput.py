@@ -30,6 +30,8 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+from raylab import IS10_DIM, MFCC_SHAPE, SAMPLE_RATE, WINDOW_SAMPLES  # noqa: E402
+
 TOY_CNN = dict(conv1_filters=4, conv1_kernel=40, pool1=8, conv2_filters=4, conv2_kernel=8, pool2=8,
                conv3_filters=4, conv3_kernel=8, pool3=8, hidden1=16, hidden2=8)
 
@@ -41,24 +43,24 @@ def toy_run(folder: Path) -> Path:
     for k, fold in enumerate(("Ses01F", "Ses01M")):
         torch.manual_seed(k)
         save_checkpoint(folder / "folds" / fold / "checkpoint.pt", build_model("elor", **TOY_CNN),
-                        "elor", None, {"fold": fold}, window_samples=96_000)
+                        "elor", None, {"fold": fold}, window_samples=WINDOW_SAMPLES)
     (folder / "run.json").write_text(json.dumps({"kind": "crossval", "arch": "elor"}))
     return folder
 
 
 def wav(seconds: float, seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16_000)) / 16_000
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     wave = 0.2 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.02 * rng.standard_normal(len(t))
     buffer = io.BytesIO()
-    sf.write(buffer, wave, 16_000, format="WAV", subtype="PCM_16")
+    sf.write(buffer, wave, SAMPLE_RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
 def forward_rates(predictor, batch: int = 64) -> dict[str, float]:
     member = predictor.members[0]
     model, device = member.model, predictor.device
-    shapes = {"waveform": (member.info["window_samples"],), "is10": (1582,), "mfcc": (26, 599)}
+    shapes = {"waveform": (member.info["window_samples"],), "is10": (IS10_DIM,), "mfcc": MFCC_SHAPE}
     x = [torch.randn(batch, *shapes[k], device=device) for k in model.inputs]
     model.train()
     train = time_call(lambda: sum(v.sum() for v in model(*x).values()).backward(), str(device))

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from raylab import SAMPLE_RATE as SR, WINDOW_SAMPLES as SAMPLES
 from raylab.runtime import hostmem
 
-SR = 16_000
-SAMPLES = 6 * SR
 SPEAKERS = [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"]
 SPACE = """\
 arch: elor

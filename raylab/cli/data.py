@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from raylab import DEFAULT_EVALUATOR, MIN_LAST_SECONDS, WINDOW_SECONDS
 from raylab.runtime.settings import results_dir
 
 
@@ -12,8 +13,9 @@ def _stderr(line: str) -> None:
 
 def _prepare_options(parser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
-    parser.add_argument("--window-seconds", type=float, default=6.0, help="window length (default 6)")
-    parser.add_argument("--min-last-seconds", type=float, default=3.0,
+    parser.add_argument("--window-seconds", type=float, default=WINDOW_SECONDS,
+                        help=f"window length (default {WINDOW_SECONDS:g})")
+    parser.add_argument("--min-last-seconds", type=float, default=MIN_LAST_SECONDS,
                         help="keep the last cut of a long utterance only if longer (default 3)")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="leave bad utterances out (listed in rejected.csv) instead of failing")
@@ -102,7 +104,8 @@ def register(subparsers, common) -> None:
     kinds = prepare.add_subparsers(dest="corpus_kind", metavar="KIND", required=True)
     iemocap = kinds.add_parser("iemocap", parents=[common], help="an IEMOCAP release (or the demo corpus)")
     iemocap.add_argument("corpus", metavar="CORPUS")
-    iemocap.add_argument("--evaluator", default="E2", help="E2 (default), another id, or mean")
+    iemocap.add_argument("--evaluator", default=DEFAULT_EVALUATOR,
+                         help=f"{DEFAULT_EVALUATOR} (default), another id, or mean")
     _prepare_options(iemocap)
     iemocap.set_defaults(func=cmd_prepare_iemocap)
     manifest = kinds.add_parser("manifest", parents=[common],

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from raylab import DEFAULT_EVALUATOR
 from raylab.data.corpora.demo import DEMO_VERSION, read_marker, write_demo_corpus
 from raylab.data.dataset import read_meta
 from raylab.errors import DataError
@@ -58,7 +59,7 @@ def ensure_demo_dataset(results_dir: Path, *, seed: int = 0, turns_per_speaker: 
         if not marker or marker.get("version") != DEMO_VERSION or marker.get("seed") != seed:
             # replaces an older demo corpus only: a folder of the user's there is refused
             write_demo_corpus(corpus, seed=seed, turns_per_speaker=turns_per_speaker or TURNS_PER_SPEAKER)
-        prepare_iemocap(corpus, dataset, evaluator="E2")
+        prepare_iemocap(corpus, dataset, evaluator=DEFAULT_EVALUATOR)
     return dataset
 
 

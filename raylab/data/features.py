@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raylab import IS10_DIM, MFCC_SHAPE
 from raylab.data.dataset import FEATURE_FILES, WINDOWS_FILE, filesystem_for, read_meta
 from raylab.errors import ConfigError, DataError
 from raylab.runtime.fsutil import temp_name
 
 KINDS = ("is10", "mfcc")
-IS10_DIM = 1582
-N_MFCC = 26
+N_MFCC = MFCC_SHAPE[0]
 MFCC_WIN_S = 0.025   # sec. 2.2.1: "standard window size of 25 ms"
 MFCC_HOP_S = 0.010   # "commonly used shift of 10 ms"
 MFCC_N_FFT = 1024    # "frequency resolution of 1024": a 1024-point FFT

@@ -22,10 +22,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from raylab import PAPER_WINDOWS
+from raylab import (DEFAULT_EVALUATOR, DIMENSIONS, MIN_LAST_SECONDS, NUM_CLASSES, PAPER_WINDOWS,
+                    SAMPLE_RATE, WINDOW_SECONDS)
 from raylab.data.corpora.audio import load_utterance
 from raylab.data.corpora.iemocap import Problem
-from raylab.data.corpora.windows import SAMPLE_RATE, cut_windows, window_id
+from raylab.data.corpora.windows import cut_windows, window_id
 from raylab.data.dataset import REJECTED_FILE, DatasetWriter, Window
 from raylab.errors import DataError
 
@@ -150,8 +151,8 @@ def write_dataset(items: list[Item], out: str | Path, *, window: int, min_last: 
                    seconds, time.perf_counter() - started, full_meta)
 
 
-def prepare_iemocap(root: str | Path, out: str | Path, *, evaluator: str = "E2",
-                    window_seconds: float = 6.0, min_last_seconds: float = 3.0,
+def prepare_iemocap(root: str | Path, out: str | Path, *, evaluator: str = DEFAULT_EVALUATOR,
+                    window_seconds: float = WINDOW_SECONDS, min_last_seconds: float = MIN_LAST_SECONDS,
                     skip_invalid: bool = False, resample: bool = False, workers: int | None = None,
                     log: Callable[[str], None] | None = None) -> Summary:
     """An IEMOCAP release (or the demo corpus, which has its layout) -> dataset at `out`."""
@@ -185,7 +186,7 @@ def prepare_iemocap(root: str | Path, out: str | Path, *, evaluator: str = "E2",
 
 
 def prepare_manifest(manifest: str | Path, out: str | Path, *, labels: str = "ratings",
-                     window_seconds: float = 6.0, min_last_seconds: float = 3.0,
+                     window_seconds: float = WINDOW_SECONDS, min_last_seconds: float = MIN_LAST_SECONDS,
                      skip_invalid: bool = False, resample: bool = False, workers: int | None = None,
                      log: Callable[[str], None] | None = None) -> Summary:
     """A CSV manifest (`path,speaker,valence,arousal`) -> dataset at `out`."""
@@ -217,14 +218,15 @@ def paper_corpus_check(meta: dict, sessions: Iterable[int], labels: dict[str, np
         return []
     windows = len(next(iter(labels.values())))
     evaluator = meta.get("evaluator")
-    majority = {d: int(np.bincount(labels[d].astype(np.int64), minlength=5).argmax())
+    majority = {d: int(np.bincount(labels[d].astype(np.int64), minlength=NUM_CLASSES).argmax())
                 for d in PAPER_MAJORITY}
     lines = [f"paper     {evaluator} windows {windows} (the paper: {PAPER_WINDOWS} with E2); "
              + "; ".join(f"most frequent {d} class {majority[d]}, rating {majority[d] + 1} "
                          f"(the paper: class {PAPER_MAJORITY[d]}, rating {PAPER_MAJORITY[d] + 1})"
                          for d in PAPER_MAJORITY)]
-    if evaluator != "E2":
-        lines.append(f"warning: labelled by {evaluator}; the paper's figures are for evaluator E2")
+    if evaluator != DEFAULT_EVALUATOR:
+        lines.append(f"warning: labelled by {evaluator}; the paper's figures are for evaluator "
+                     f"{DEFAULT_EVALUATOR}")
     if windows != PAPER_WINDOWS:
         lines.append(f"warning: {windows} windows, not the paper's {PAPER_WINDOWS}: a different "
                      "release, evaluator or window rule gives other folds and baselines than "
@@ -264,8 +266,8 @@ def describe_dataset(path: str | Path) -> str:
              f"{'speaker':<10}{'windows':>8}   valence classes 0-4        arousal classes 0-4"]
     groups = [(s, data.speaker == s) for s in data.speakers] + [("all", np.ones(len(data), bool))]
     for name, mask in groups:
-        hist = [np.bincount(data.labels(dim)[mask].astype(np.int64), minlength=5)[:5]
-                for dim in ("valence", "arousal")]
+        hist = [np.bincount(data.labels(dim)[mask].astype(np.int64), minlength=NUM_CLASSES)[:NUM_CLASSES]
+                for dim in DIMENSIONS]
         cells = ["".join(f"{int(c):>5}" for c in h) for h in hist]
         lines.append(f"{name:<10}{int(mask.sum()):>8}   {cells[0]}   {cells[1]}")
     check = paper_corpus_check(meta, np.unique(data.session),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from raylab import WINDOW_SAMPLES
 from raylab.models.heads import ConvTrunk, TwoHeadNet, as_channels, check_positive, make_heads
 
 
@@ -28,7 +29,7 @@ class ELoR(TwoHeadNet):
 
     inputs = ("waveform",)
 
-    def __init__(self, input_samples: int = 96_000,
+    def __init__(self, input_samples: int = WINDOW_SAMPLES,
                  conv1_filters: int = 40, conv1_kernel: int = 80, pool1: int = 2,
                  conv2_filters: int = 40, conv2_kernel: int = 4000, pool2: int = 20,
                  conv3_filters: int = 40, conv3_kernel: int = 10, pool3: int = 10,

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raylab import PAPER_WINDOWS
+from raylab import DIMENSIONS, IS10_DIM, MFCC_SHAPE, NUM_CLASSES, PAPER_WINDOWS, WINDOW_SAMPLES
 from raylab.errors import ConfigError
 
-NUM_CLASSES = 5
-HEADS = 2
-IS10_DIM = 1582
-MFCC_SHAPE = (26, 599)
-WINDOW_SAMPLES = 96_000
+HEADS = len(DIMENSIONS)
 
 # FLOPs per element: (forward in training, backward, forward in evaluation).
 ELEMENTWISE = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from raylab import IS10_DIM
 from raylab.models.heads import TwoHeadNet, check_positive, make_heads
 
 
@@ -15,7 +16,7 @@ class FTR(TwoHeadNet):
 
     inputs = ("is10",)
 
-    def __init__(self, num_features: int = 1582, hidden1: int = 128, hidden2: int = 64,
+    def __init__(self, num_features: int = IS10_DIM, hidden1: int = 128, hidden2: int = 64,
                  dropout: float = 0.3) -> None:
         super().__init__()
         self._record_config(locals())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from raylab import MFCC_SHAPE
 from raylab.models.heads import ConvTrunk, TwoHeadNet, check_positive, make_heads
 
 
@@ -18,7 +19,7 @@ class LoM(TwoHeadNet):
 
     inputs = ("mfcc",)
 
-    def __init__(self, mfcc_channels: int = 26, mfcc_frames: int = 599,
+    def __init__(self, mfcc_channels: int = MFCC_SHAPE[0], mfcc_frames: int = MFCC_SHAPE[1],
                  conv1_filters: int = 40, conv1_kernel: int = 5, pool1: int = 2,
                  conv2_filters: int = 40, conv2_kernel: int = 5, pool2: int = 2,
                  conv3_filters: int = 40, conv3_kernel: int = 3, pool3: int = 2,

@@ -19,7 +19,8 @@ import numpy as np
 import soundfile as sf
 
 from raylab.data.corpora.audio import load_utterance
-from raylab.data.corpora.windows import MIN_LAST_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, cut_windows
+from raylab import MIN_LAST_SECONDS, SAMPLE_RATE, WINDOW_SECONDS
+from raylab.data.corpora.windows import cut_windows
 from raylab.errors import DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac")

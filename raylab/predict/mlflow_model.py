@@ -22,7 +22,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from raylab import DIMENSIONS
+from raylab import DIMENSIONS, SAMPLE_RATE
 
 ARTIFACT = "model"
 PATH_COLUMN, BYTES_COLUMN = "path", "wav_base64"
@@ -56,7 +56,7 @@ class EmotionModel(mlflow.pyfunc.PythonModel):
         return file_rows(frame).rename(columns={"end_s": "seconds"}).reset_index(drop=True)
 
 
-def example_wav_base64(seconds: float = 1.0, sr: int = 16_000) -> str:
+def example_wav_base64(seconds: float = 1.0, sr: int = SAMPLE_RATE) -> str:
     """A short tone as base64 WAV bytes: the logged input example."""
     import soundfile as sf
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 from torch import nn
 
-from raylab import DIMENSIONS, NUM_CLASSES
+from raylab import DIMENSIONS, NUM_CLASSES, SAMPLE_RATE, WINDOW_SAMPLES
 from raylab.errors import DataError
 from raylab.predict.audio import Clip
 
@@ -49,7 +49,7 @@ class Predictor:
         self.members, self.source, self.batch_size = members, source, batch_size
         self.arch = arches.pop()
         self.window = windows.pop()
-        self.sample_rate = int(members[0].info.get("sample_rate") or 16000)
+        self.sample_rate = int(members[0].info.get("sample_rate") or SAMPLE_RATE)
         self.device = pick_device(device)
         self.inputs = tuple(members[0].model.inputs)
         for m in members:
@@ -58,10 +58,8 @@ class Predictor:
     @staticmethod
     def _window_of(member: Member) -> int:
         """The window length the network was trained on (6 s when the checkpoint does not say)."""
-        from raylab.data.corpora.windows import SAMPLE_RATE, WINDOW_SECONDS
-
         value = member.info.get("window_samples") or member.model.config.get("input_samples")
-        return int(value or round(WINDOW_SECONDS * SAMPLE_RATE))
+        return int(value or WINDOW_SAMPLES)
 
     @classmethod
     def from_checkpoints(cls, checkpoints: dict[str, str | os.PathLike], device: str = "auto",

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from raylab import DIMENSIONS
+from raylab import DEFAULT_EVALUATOR, DIMENSIONS
 from raylab.errors import ConfigError, DataError
 from raylab.report.layout import (FOLDS_DIR, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
                                   TABLE_FILE, confusion_file)
@@ -37,7 +37,8 @@ PAPER_TABLE5: dict[str, dict[str, tuple[float, float]]] = {
     "random": {"arousal": (0.200, 0.200), "valence": (0.200, 0.200)},
     "most_frequent": {"arousal": (0.408, 0.200), "valence": (0.392, 0.200)},
 }
-COLUMNS = [f"{dim}_{key}" for dim in ("arousal", "valence") for key in ("war", "uar")]
+TABLE_DIMENSIONS = DIMENSIONS[::-1]  # Table 5 lists arousal first
+COLUMNS = [f"{dim}_{key}" for dim in TABLE_DIMENSIONS for key in ("war", "uar")]
 
 
 def read_json(path: Path) -> dict:
@@ -102,7 +103,7 @@ def summarize_run(run_dir: Path) -> dict:
 
 def comparable(run: dict) -> bool:
     """The paper's figures are on IEMOCAP with evaluator E2: only such runs are set beside them."""
-    return run.get("corpus") == "iemocap" and run.get("evaluator") == "E2"
+    return run.get("corpus") == "iemocap" and run.get("evaluator") == DEFAULT_EVALUATOR
 
 
 def collapse_note(collapsed: dict[str, list[str]]) -> str:
@@ -115,11 +116,11 @@ def render_run(run: dict, summary: dict) -> str:
     """Markdown view of one run: pooled, per-fold mean ± std, per utterance, baselines, folds."""
     arch = run.get("arch", "?")
     paper = PAPER_TABLE5.get(arch, {}) if comparable(run) else {}
-    header = ["", *(f"{d.capitalize()} {k}" for d in ("arousal", "valence") for k in ("WAR", "UAR", "F1"))]
+    header = ["", *(f"{d.capitalize()} {k}" for d in TABLE_DIMENSIONS for k in ("WAR", "UAR", "F1"))]
 
     def line(label: str, figures: dict, fmt=lambda v: f"{v:.3f}") -> list[str]:
         return [label, *(fmt(figures[d][k]) if d in figures and k in figures[d] else "—"
-                         for d in ("arousal", "valence") for k in ("war", "uar", "f1"))]
+                         for d in TABLE_DIMENSIONS for k in ("war", "uar", "f1"))]
 
     mean_std = lambda v: f"{v['mean']:.3f} ± {v['std']:.3f}"  # noqa: E731
     rows = [line("pooled over the test folds", summary["pooled"]),
@@ -136,7 +137,7 @@ def render_run(run: dict, summary: dict) -> str:
         rows.append(line("most frequent training label per fold (ours)",
                          summary["baselines"]["most_frequent"]))
     fold_rows = [[fold, *(f"{summary['by_fold'][fold][d][k]:.3f}" if d in summary["by_fold"][fold] else "—"
-                          for d in ("arousal", "valence") for k in ("war", "uar", "f1"))]
+                          for d in TABLE_DIMENSIONS for k in ("war", "uar", "f1"))]
                  for fold in summary["folds"]]
     failed = run.get("failed") or {}
     title = (f"# {run.get('name', '?')}: {DISPLAY.get(arch, arch)}, leave-one-speaker-out, "
@@ -239,7 +240,7 @@ def table5(results: Path, runs: list[str] | None = None) -> list[dict[str, Any]]
 
 def _figures(ours: dict, paper: dict | None) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    for dim in ("arousal", "valence"):
+    for dim in TABLE_DIMENSIONS:
         for i, key in enumerate(("war", "uar")):
             out[f"{dim}_{key}"] = ours[dim][key] if dim in ours else None
             out[f"paper_{dim}_{key}"] = paper[dim][i] if paper else None

@@ -15,8 +15,8 @@ import struct
 import numpy as np
 import soundfile as sf
 
+from raylab import SAMPLE_RATE
 from raylab.data.corpora.iemocap import Problem
-from raylab.data.corpora.windows import SAMPLE_RATE
 
 
 def _declared_data_bytes(path: str) -> tuple[int, int] | None:

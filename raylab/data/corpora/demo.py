@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raylab import SAMPLE_RATE
 from raylab.data.corpora.demo_labels import DemoTurn, write_label_files
-from raylab.data.corpora.windows import SAMPLE_RATE
 from raylab.errors import ConfigError
 from raylab.runtime.fsutil import check_replaceable, staged_folder
 

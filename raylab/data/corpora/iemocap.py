@@ -35,7 +35,6 @@ from raylab.data.dataset import ANNOTATION_SCHEMA
 from raylab.errors import DataError
 
 MEAN = "mean"
-DEFAULT_EVALUATOR = "E2"
 LABEL_GLOB = "Session*/dialog/EmoEvaluation/*.txt"
 
 _HEADER = re.compile(r"^\[\s*([0-9.]+)\s*-\s*([0-9.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]\s*$")

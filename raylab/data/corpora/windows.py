@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from raylab import SAMPLE_RATE
 from raylab.errors import ConfigError
-
-SAMPLE_RATE = 16_000
-WINDOW_SECONDS = 6.0
-MIN_LAST_SECONDS = 3.0
 
 
 def window_id(utterance_id: str, slice_index: int) -> str:
