@@ -3,8 +3,8 @@
 A run folder `<results>/<name>/` holds `run.json` (a `RunRecord`), `config.yaml` (the resolved
 configuration), `folds/<SPEAKER>/` (one per trained fold: checkpoint, predictions, metrics, the
 fold file `split.json`, confusion PNGs) and, for a ten-fold run once folds finished, `summary.json`,
-`table.md` and the pooled confusion PNGs; a search's folder holds `search_space.yaml` and
-`best.yaml` instead of folds. No module outside this one spells these names.
+`table.md` and the pooled confusion PNGs; a search's folder holds `search_space.yaml`, `best.yaml`
+and `trials/<TRIAL_ID>.json` (each ended trial, written the moment it ended) instead of folds. No module outside this one spells these names.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 BEST_FILE = "best.yaml"
 SPACE_FILE = "search_space.yaml"
+TRIALS_DIR = "trials"  # a search's record of ended trials: <trial id>.json each
 ANALYSIS_DIR = "analysis"
 LOCK_FILE = ".lock"  # held (flock) by the one process running the run: pid, host, start
 

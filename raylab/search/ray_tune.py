@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -23,7 +24,9 @@ from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
 from raylab.runtime.fsutil import write_atomic
 from raylab.runtime.ray_session import live_nodes
 from raylab.runtime.tracking import check_store_reachable
-from raylab.search.results import SearchResult, TrialSummary, plain, write_best
+from raylab.search.ray_record import TrialRecorder, replay
+from raylab.search.results import (SearchResult, TrialSummary, plain, recorded_trials,
+                                   write_best)
 from raylab.search.space import SearchSpace, dump_search_space, paper_values
 
 TUNE_STATUS = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}  # others: cut off by an interruption
@@ -47,6 +50,7 @@ class TrialContext:
     tracking_uri: str | None
     parent_run_id: str | None
     search_name: str
+    replay: dict = dataclasses.field(default_factory=dict)  # {trial id: record} on --resume
 
 
 def hyperopt_space(space: SearchSpace) -> dict:
@@ -108,22 +112,25 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
                                    "gpus_per_trial": gpus, "max_concurrent": space.max_concurrent,
                                    **{f"fixed.{k}": v for k, v in fixed.items()}})
                 parent.log_artifact(run_dir / SPACE_FILE)
+            ended = recorded_trials(run_dir) if state is not None else {}
             context = TrialContext(space.arch, fixed, test_speaker, space.metric, cpus, gpus,
-                                   device, tracker.uri, parent.run_id, name)
+                                   device, tracker.uri, parent.run_id, name, ended)
             trainable = tune.with_resources(
                 tune.with_parameters(_trial, arrays=arrays_ref, context=context),
                 {"cpu": cpus, "gpu": gpus})
             if state is None:
+                recorder = TrialRecorder(run_dir, functools.partial(planned_epochs, space.arch,
+                                                                    fixed))
                 tuner = _new_tuner(trainable, space, name, storage, seed, scheduler,
-                                   max_failures, callbacks)
+                                   max_failures, (recorder, *callbacks))
             else:
                 recorded = {t.trial_id: TUNE_STATUS.get(t.status, "UNFINISHED")
                             for t in tune.ExperimentAnalysis(experiment_path).trials}
-                _settle_children(tracker, parent.run_id, recorded)
+                _settle_children(tracker, parent.run_id, _as_recorded(recorded, ended))
                 tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
             try:
-                with _legacy_output():
+                with _tune_environment():
                     grid = tuner.fit()
             finally:
                 clear_resource_requests()  # none left standing after Ctrl-C
@@ -142,7 +149,8 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
             parent.set_tags({"raylab.complete": result.complete,
                              "raylab.trials_failed": sum(t.status == "FAILED"
                                                          for t in result.trials)})
-            _settle_children(tracker, parent.run_id, {t.trial_id: t.status for t in result.trials})
+            _settle_children(tracker, parent.run_id, _as_recorded(
+                {t.trial_id: t.status for t in result.trials}, recorded_trials(run_dir)))
             close_stale_children(tracker, parent.run_id)  # trials whose process was killed
             if not result.complete:
                 raise _Interrupted  # the parent run ends KILLED, as after Ctrl-C
@@ -152,15 +160,26 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
 
 
 @contextlib.contextmanager
-def _legacy_output() -> Iterator[None]:
-    """Ray's CLIReporter (our columns) instead of its newer default output, during one fit."""
-    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = before or "0"
+def _tune_environment() -> Iterator[None]:
+    """During one fit: Ray's CLIReporter (our columns) instead of its newer default output, and
+    Tune's state saved every second instead of every ten or more, so that every trial that
+    reports a result is in the saved state a killed driver leaves (unless set already)."""
+    settings = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update({key: before[key] or value for key, value in settings.items()})
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def planned_epochs(arch: str, fixed: dict, config: dict) -> int:
+    """The epochs a trial of `config` trains for (fixed or searched)."""
+    from raylab.train.params import split_params
+
+    return split_params(arch, {**fixed, **config})[1].epochs
 
 
 def _settle_children(tracker: Any, parent_id: str | None, statuses: dict[str, str]) -> None:
@@ -187,6 +206,13 @@ def _settle_children(tracker: Any, parent_id: str | None, statuses: dict[str, st
                 client.set_tag(run.info.run_id, "raylab.error", "its process died; Tune retried")
             client.set_terminated(run.info.run_id,
                                   status if last[trial] == run.info.run_id else "FAILED")
+
+
+def _as_recorded(statuses: dict[str, str], ended: dict[str, dict]) -> dict[str, str]:
+    """Tune's statuses, except that a trial it holds unfinished but raylab recorded as ended
+    (after Tune last saved its state, or as Ctrl-C stopped it) has the recorded status."""
+    return {trial: ended[trial]["status"] if status == "UNFINISHED" and trial in ended
+            else status for trial, status in statuses.items()}
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -253,6 +279,9 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     planned = split_params(context.arch, params)[1].epochs
     device = context.device or ("cuda" if context.gpus > 0 else "cpu")
     trial_id = tune.get_context().get_trial_id()
+    if trial_id in context.replay:  # it ended before the driver was killed: not trained again
+        replay(context.replay[trial_id])
+        return
     tracker = Tracker(enabled=context.tracking_uri is not None, uri=context.tracking_uri)
     tags = {"raylab.kind": "trial", "raylab.arch": context.arch, "raylab.trial_id": trial_id,
             "raylab.search": context.search_name, "raylab.device": device,

@@ -1,10 +1,17 @@
-"""What a search leaves behind: trial summaries, best.yaml, run.json, the closing summary.
+"""What a search leaves behind: trial summaries, best.yaml, run.json, the record of ended
+trials, the closing summary.
 
 No Ray here: `raylab.search.driver` fills these from Ray Tune's results; `raylab tune` prints
 `format_summary`, and anything reading a finished search can use the same types.
+
+The record of ended trials (`trials/<id>.json`, one file per trial, written once and atomically
+by the driver the moment the trial's last epoch reached it) is raylab's own: Ray Tune saves its
+experiment state only every few seconds, so a driver killed in between would forget a trial that
+had finished and train it again on `--resume`. A resumed search replays what this record holds.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from raylab.report.layout import BEST_FILE
+from raylab.report.layout import BEST_FILE, TRIALS_DIR
 from raylab.runtime.fsutil import write_atomic
 
 TOP_K = 5
@@ -73,6 +80,33 @@ def write_best(run_dir: Path, arch: str, metric: str, trial: TrialSummary,
         head = (f"# partial: the best of an interrupted search, {partial[0]} of {partial[1]} "
                 "trials ended; resume it for the whole budget\n")
     return write_atomic(run_dir / BEST_FILE, head + yaml.safe_dump(doc, sort_keys=False))
+
+
+def record_trial(run_dir: Path, trial_id: str, status: str, config: dict, results: list[dict],
+                 error: str | None = None) -> Path | None:
+    """Record trial `trial_id` as ended (FINISHED or FAILED) with the results it reported, epoch
+    by epoch; once: an existing record is kept (a replayed trial reports the same again).
+    Returns the new file, or None when the trial was recorded before."""
+    path = Path(run_dir) / TRIALS_DIR / f"{trial_id}.json"
+    if path.exists():
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"trial_id": trial_id, "status": status, "config": plain(config),
+           "results": plain(results), "error": error}
+    return write_atomic(path, json.dumps(doc, indent=1) + "\n")
+
+
+def recorded_trials(run_dir: Path) -> dict[str, dict]:
+    """{trial id: record} of the trials a search recorded as ended; a file that does not parse
+    (none should: they are renamed into place whole) is skipped, its trial runs again."""
+    found = {}
+    for path in sorted((Path(run_dir) / TRIALS_DIR).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            found[doc["trial_id"]] = doc
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def plain(value: Any) -> Any:
