@@ -1,0 +1,43 @@
+"""Faults injected by the tests, never by raylab: a driver signalled at a fixed point of a search,
+a trial's process killed as the kernel's out-of-memory killer kills one (SIGKILL, no clean-up)."""
+from __future__ import annotations
+
+import os
+import signal
+
+SIGNALS = {"kill": signal.SIGKILL, "interrupt": signal.SIGINT}
+
+
+def signal_after_first_record(name: str) -> None:
+    """Send this process signal `name` (kill, interrupt) once, right after raylab recorded a trial
+    as ended in the run folder: its last epoch reached the driver, Ray Tune has not yet saved it
+    as finished, and its own process may not have closed its MLflow run."""
+    from raylab.search import ray_record
+
+    record_trial, pending = ray_record.record_trial, [SIGNALS[name]]
+
+    def record_then_signal(*args, **kwargs):
+        path = record_trial(*args, **kwargs)
+        if path is not None and pending:
+            os.kill(os.getpid(), pending.pop())
+        return path
+
+    ray_record.record_trial = record_then_signal
+
+
+def trial_killed_for_memory(config: dict, arrays, context) -> None:
+    """raylab's search trial, except that the trial of the paper's point (batch 15, lr 0.006)
+    SIGKILLs its own process once its first epoch is reported, as the OOM killer would."""
+    from ray import tune
+
+    from raylab.search.ray_tune import _trial
+
+    if config.get("batch_size") == 15 and config.get("lr") == 0.006:
+        report = tune.report
+
+        def report_then_die(*args, **kwargs):
+            report(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        tune.report = report_then_die
+    _trial(config, arrays, context)

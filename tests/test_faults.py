@@ -1,0 +1,115 @@
+"""Faults of a search on one machine: the `raylab tune` driver SIGKILLed and then interrupted
+(SIGINT, as Ctrl-C) at fixed points, each followed by `--resume`; one trial's process killed as
+the out-of-memory killer kills one. Counted from Ray Tune's record, from MLflow and from raylab's
+own record of ended trials (`<run>/trials/`): nothing finished is lost, nothing runs twice, the
+totals equal the budget, and no MLflow run is left RUNNING."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.test_search import TINY, _runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trial_records(run_dir: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")}
+
+
+@pytest.mark.slow  # three driver processes, each starting its own Ray: minutes on 2 cores
+def test_a_search_killed_then_interrupted_resumes_to_its_budget_running_nothing_twice(
+        demo_dataset, tmp_path):
+    from ray.tune import ExperimentAnalysis
+
+    results = tmp_path / "results"
+    run_dir = results / "faulty"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "tests.fault_driver", "--results", str(results), "tune", "elor",
+            "--data", str(demo_dataset), "--space", str(TINY), "--name", "faulty"]
+
+    def drive(fault: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, *extra], env={**env, "RAYLAB_TEST_FAULT": fault}, cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+
+    # 3 trials of 2 epochs, 2 at once; SIGKILL the moment the first trial's last epoch arrives
+    killed = drive("kill")
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-3000:]
+    first = _trial_records(run_dir)
+    assert len(first) == 1 and all(r["status"] == "FINISHED" for r in first.values())
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").iterdir()}
+
+    # resumed, then Ctrl-C the moment the next trial ends; Tune stops the search gracefully
+    interrupted = drive("interrupt", "--resume")
+    assert interrupted.returncode == 130, interrupted.stdout[-2000:] + interrupted.stderr[-3000:]
+    assert "continue with: raylab tune elor --name faulty --resume" in interrupted.stdout
+
+    done = drive("", "--resume")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "3 of 3 trials; 3 finished, 0 failed" in done.stdout, done.stdout[-2000:]
+
+    # Tune's record: the budget, every trial finished with both epochs
+    tune_trials = ExperimentAnalysis(str(results / "ray" / "faulty")).trials
+    assert len(tune_trials) == 3 and all(t.status == "TERMINATED" for t in tune_trials)
+    assert all(t.last_result["training_iteration"] == 2 for t in tune_trials)
+    ids = sorted(t.trial_id for t in tune_trials)
+    # raylab's record: the same trials, the first one's file written once, never again
+    records = _trial_records(run_dir)
+    assert sorted(records) == ids and all(r["status"] == "FINISHED" for r in records.values())
+    assert all(len(r["results"]) == 2 for r in records.values())
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").iterdir()
+            if p.name in stamps} == stamps
+    for t in tune_trials:  # what Tune holds of each trial is what it reported when it trained
+        assert t.last_result["val_acc_mean"] == records[t.trial_id]["results"][-1]["val_acc_mean"]
+    # MLflow: one parent; exactly one FINISHED child run per trial, the rest KILLED, none RUNNING
+    _, runs = _runs(results)
+    parents = [r for r in runs if r.data.tags.get("raylab.kind") == "search"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    statuses = [(r.data.tags["raylab.trial_id"], r.info.status) for r in children]
+    finished = Counter(trial for trial, status in statuses if status == "FINISHED")
+    assert sorted(finished) == ids and set(finished.values()) == {1}, statuses
+    assert all(status in ("FINISHED", "KILLED") for _, status in statuses), statuses
+    best = json.loads((run_dir / "run.json").read_text())
+    assert best["complete"] is True and best["best_trial"] in ids
+    assert not (run_dir / "best.yaml").read_text().startswith("# partial")
+
+
+def test_a_trial_killed_for_memory_is_its_failure_and_the_search_goes_on(
+        ray_local, demo_dataset, results, monkeypatch, capsys):
+    """The paper's point's trial SIGKILLs its own process after its first epoch (as the OOM
+    killer would), with no retry left: that trial is FAILED in Tune's record, raylab's record and
+    MLflow; the other two finish, `raylab tune` exits 0 with a summary, no traceback, and writes a
+    best.yaml that is not partial."""
+    import raylab.search.ray_tune
+    from raylab.cli import main
+    from tests.fault_injection import trial_killed_for_memory
+
+    monkeypatch.setattr(raylab.search.ray_tune, "_trial", trial_killed_for_memory)
+    code = main(["tune", "elor", "--data", str(demo_dataset), "--space", str(TINY), "--name",
+                 "oom", "--max-failures", "0"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "3 of 3 trials; 2 finished, 1 failed" in out and "Traceback" not in out + err, out + err
+    run_dir = results / "oom"
+    best = (run_dir / "best.yaml").read_text()
+    assert "partial" not in best and "lr: 0.006" not in best
+    records = _trial_records(run_dir)
+    assert sorted(r["status"] for r in records.values()) == ["FAILED", "FINISHED", "FINISHED"]
+    victim = next(r for r in records.values() if r["status"] == "FAILED")
+    assert victim["config"]["lr"] == 0.006 and len(victim["results"]) == 1
+    _, runs = _runs(results)
+    assert all(r.info.status != "RUNNING" for r in runs), [(r.data.tags, r.info.status) for r in runs]
+    killed = [r for r in runs if r.data.tags.get("raylab.trial_id") == victim["trial_id"]]
+    assert len(killed) == 1 and killed[0].info.status == "FAILED"
+    assert "val_acc_mean" in killed[0].data.metrics  # the epoch it lived to report
+    parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
+    assert parent.info.status == "FINISHED" and parent.data.tags["raylab.trials_failed"] == "1"
