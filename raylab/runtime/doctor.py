@@ -135,9 +135,8 @@ def check_ray(address: str | None, seen: dict | None = None) -> Check:
         refused = auth_error(err, address)
         if refused is not None:
             return Check("ray", FAIL, f"ray {ray_version()}: {address or 'a local Ray'} "
-                         f"answered but refused this process's token ({type(err).__name__}, "
-                         "an InvalidAuthToken / authentication failure)",
-                         str(refused).split(": ", 1)[-1])
+                         f"answered but refused this process's token ({refused.reason}: an "
+                         "authentication failure)", str(refused).split("): ", 1)[-1])
         return Check("ray", FAIL, f"ray {ray_version()}: cannot reach {address or 'a local Ray'}: "
                      f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
                      "start the cluster (ray up CLUSTER.yaml) and run on its head with "

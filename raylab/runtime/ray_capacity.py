@@ -8,8 +8,11 @@ autoscaler (a cluster config with node types) nodes may be added, so nothing is 
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Sequence
+import os
+import socket
+from typing import Iterator, Sequence
 
 import ray
 
@@ -62,18 +65,68 @@ def worker_groups(nodes: Sequence[dict[str, float]], workers: int, cpus: float,
     return sum(bundles_per_node(n, cpus, gpus) for n in nodes) // max(workers, 1)
 
 
-def auth_error(err: BaseException, address: str | None) -> ConfigError | None:
+class TokenRefused(ConfigError):
+    """The Ray cluster refused this process's token (or its lack of one)."""
+
+    def __init__(self, address: str | None, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"Ray cluster {address or 'auto'} refused this process's token "
+                         f"({reason}): set RAY_AUTH_TOKEN, or the file ~/.ray/auth_token "
+                         "(RAY_AUTH_TOKEN_PATH), to the cluster's token (ray get-auth-token on "
+                         "its head), and RAY_AUTH_MODE=token")
+
+
+def auth_error(err: BaseException, address: str | None) -> TokenRefused | None:
     """A one-line error for a refused Ray token (ray.exceptions.AuthenticationError, the GCS's
     InvalidAuthToken/Unauthenticated status), else None."""
+    if isinstance(err, TokenRefused):
+        return err
     text = f"{type(err).__name__}: {err}"
     markers = ("AuthenticationError", "InvalidAuthToken", "UNAUTHENTICATED", "Unauthenticated",
                "auth token", "authentication token")
     if not any(m.lower() in text.lower() for m in markers):
         return None
-    return ConfigError(f"Ray cluster {address or 'auto'} refused this process's token "
-                       f"({type(err).__name__}): set RAY_AUTH_TOKEN, or the file "
-                       "~/.ray/auth_token (RAY_AUTH_TOKEN_PATH), to the cluster's token "
-                       "(ray get-auth-token on its head)")
+    return TokenRefused(address, "InvalidAuthToken" if "InvalidAuthToken" in text
+                        else type(err).__name__)
+
+
+def check_token(address: str, timeout: float = 5.0) -> None:
+    """Raise TokenRefused, in about a second, when the cluster at HOST:PORT refuses this
+    process's token: `ray.init` retries for about 20 s, then says only that it cannot connect,
+    the GCS's InvalidAuthToken left in Ray's log lines. Anything else (nobody answers, another
+    kind of address) is left to `ray.init` to report."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError:
+        return
+    try:
+        with _native_stderr_quiet():  # the GCS client's own warning line of the same refusal
+            GcsClient(address=address).internal_kv_get(b"raylab-token-check", None,
+                                                        timeout=timeout)
+    except AuthenticationError as err:
+        raise auth_error(err, address) from None
+    except Exception:  # not a GCS, or not answering in time: ray.init says what is wrong
+        return
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block (Ray's C++ logs bypass sys.stderr)."""
+    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(quiet, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
 
 
 def clear_resource_requests() -> None:

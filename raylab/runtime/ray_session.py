@@ -31,6 +31,10 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = False,
     started = not ray.is_initialized()
     if started:
         address = address or os.environ.get("RAY_ADDRESS") or "local"
+        if address != "local":
+            from raylab.runtime.ray_capacity import check_token
+
+            check_token(address)  # a refused token is one line, in a second
         options = {"logging_level": logging_level, "include_dashboard": include_dashboard,
                    "object_store_memory": object_store_memory}
         ray.init(address=address, log_to_driver=log_to_driver, configure_logging=configure_logging,
