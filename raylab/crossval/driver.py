@@ -266,7 +266,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                 job = FoldJob(arch=arch, params=plan.params, name=plan.name, arrays_ref=None,
                               storage=plan.config["storage"], workers=workers_per_fold,
                               cpus=cpus_per_worker, gpus=gpus, max_failures=max_failures,
-                              tracking_uri=tracker.uri, parent_run_id=parent.run_id)
+                              tracking_uri=tracker.uri, parent_run_id=parent.run_id,
+                              created=datetime.fromisoformat(run.created))
                 failed = train_folds(job, plan.arrays, plan.todo, run_dir / FOLDS_DIR,
                                      plan.config["resolved"]["train"]["epochs"], address, progress)
             finished = finished_folds(run_dir)

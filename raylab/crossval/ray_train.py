@@ -32,7 +32,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from raylab.data.dataset import filesystem_for
 from raylab.errors import ConfigError, DataError
-from raylab.report.layout import CHECKPOINT_FILE, PREDICTIONS_FILE, SPLIT_FILE
+from raylab.report.layout import CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
@@ -59,6 +59,7 @@ class FoldJob:
     tracking_uri: str | None = None
     experiment: str = "raylab"
     parent_run_id: str | None = None
+    created: datetime | None = None  # when the run began: older fold outputs are not its own
 
 
 def check_fold(split: FoldSplit, speakers: np.ndarray, predictions) -> None:
@@ -90,6 +91,10 @@ def train_fold_worker(config: dict) -> None:
     speaker: str = config["fold"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    done = ray.train.get_checkpoint()
+    if done is not None and _written_since(done, job.created):
+        report_again(done, speaker, rank)  # rank 0 reports outputs only once the fold is trained
+        return
     arrays = ray.get(job.arrays_ref)
     device = str(ray.train.torch.get_device()) if job.gpus > 0 else "cpu"
     tracker = Tracker(enabled=rank == 0 and job.tracking_uri is not None, uri=job.tracking_uri)
@@ -128,6 +133,28 @@ def train_fold_worker(config: dict) -> None:
 
             log_model(run, {speaker: Path(tmp) / CHECKPOINT_FILE})
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def report_again(done: ray.train.Checkpoint, speaker: str, rank: int) -> None:
+    """A retried attempt of a fold that an earlier attempt finished (Ray Train restarts the
+    worker group when any worker or node fails, even after rank 0 reported the outputs): report
+    the outputs again rather than train the fold twice, with no second MLflow run."""
+    with tempfile.TemporaryDirectory(prefix=f"raylab-{speaker}-") as tmp:
+        done.to_directory(tmp)
+        test = json.loads((Path(tmp) / METRICS_FILE).read_text())["test"]
+        final = {"fold": speaker, **{f"test_{dim}_{key}": value for dim, metrics in test.items()
+                                     for key, value in metrics.items()}}
+        ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp)
+                         if rank == 0 else None)
+
+
+def _written_since(checkpoint: ray.train.Checkpoint, since: datetime | None) -> bool:
+    """Whether the checkpoint was written by this run (a run of the same name that was deleted
+    may have left its own in the storage)."""
+    if since is None:
+        return True
+    mtime = checkpoint.filesystem.get_file_info(checkpoint.path).mtime
+    return mtime is None or mtime >= since
 
 
 def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> None:
