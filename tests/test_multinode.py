@@ -77,6 +77,17 @@ def mlflow_server(folder: Path, timeout: float = 180.0):
         log.close()
 
 
+def token_auth() -> None:
+    """Ray's token authentication on for the nodes this process starts, as `ray.init` turns it on
+    for a local Ray (unless RAY_AUTH_MODE says otherwise): the token is ~/.ray/auth_token (made
+    when missing) or $RAY_AUTH_TOKEN."""
+    from ray._private.authentication.authentication_token_setup import (
+        enable_token_auth_by_default, ensure_token_if_auth_enabled)
+
+    if enable_token_auth_by_default():
+        ensure_token_if_auth_enabled()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, demo_dataset):
     """Head + two workers (1 CPU each), an MLflow server, shared storage; the session's local
@@ -87,6 +98,7 @@ def cluster(tmp_path_factory, demo_dataset):
     folder = tmp_path_factory.mktemp("multinode")
     had_ray = ray.is_initialized()
     ray.shutdown()
+    token_auth()
     with pytest.MonkeyPatch.context() as mp, mlflow_server(folder) as uri:
         # the nodes' processes inherit this environment: raylab from this tree, the shared storage
         mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -318,3 +330,83 @@ def test_a_node_lost_mid_search_costs_no_trial_and_leaves_nothing_running(cluste
     assert lost and all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in lost)
     print("trial runs on the removed node:", [(r.data.tags["raylab.trial_id"], r.info.status)
                                               for r in lost])
+
+
+def test_a_node_lost_mid_tenfold_run_costs_no_fold_and_leaves_nothing_running(cluster):
+    """A worker node removed while the folds train (one per node): the fold it hosted is retried
+    by Ray Train within --max-failures on the nodes left, all folds finish, and every fold run is
+    FINISHED once and otherwise FAILED or KILLED, none RUNNING."""
+    from mlflow import MlflowClient
+
+    alive = [node for node in cluster.workers if node.remaining_processes_alive()]
+    cluster.workers.append(cluster.nodes.add_node(**NODE))  # three nodes again
+    cluster.nodes.wait_for_nodes()
+    alive.append(cluster.workers[-1])
+    from raylab.data.dataset import load_dataset
+
+    folds = load_dataset(cluster.data, audio=False).speakers[:3]  # one per node
+    sets = [arg for key, value in TOY.items() for arg in ("--set", f"{key}={value}")]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raylab", "--results", str(cluster.results), "train", "elor",
+         "--data", str(cluster.data), "--folds", ",".join(folds), "--cpus-per-worker", "1",
+         "--max-failures", "2", "--name", "mn-lost-fold", "--address", cluster.address, *sets],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    client = MlflowClient(cluster.uri)
+    workers = {node.node_id: node for node in alive}
+    victim = None
+    try:
+        deadline = time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline and driver.poll() is None:
+            ids = [e.experiment_id for e in client.search_experiments()]
+            running = client.search_runs(ids, "tags.`raylab.kind` = 'crossval-fold' and "
+                                              "attributes.status = 'RUNNING'")
+            victim = next((workers[r.data.tags["raylab.node_id"]] for r in running
+                           if r.data.tags.get("raylab.node_id") in workers), None)
+            time.sleep(0.5)
+        assert victim is not None, "no fold trained on a worker node"
+        cluster.nodes.remove_node(victim)  # a fold's worker is training there
+        out, _ = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 0, out[-3000:]
+    run_dir = cluster.results / "mn-lost-fold"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert sorted(record["completed"]) == sorted(folds) and not record["failed"], record
+    assert all((run_dir / "folds" / f / "predictions.parquet").exists() for f in folds)
+    client, runs = server_runs(cluster.uri)
+    assert all(r.info.status != "RUNNING" for r in runs)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == record["mlflow_run_id"]]
+    statuses = [(r.data.tags["raylab.fold"], r.data.tags.get("raylab.node_id"), r.info.status)
+                for r in children]
+    finished = sorted(fold for fold, _, status in statuses if status == "FINISHED")
+    assert finished == sorted(folds), (statuses, out[-4000:])  # each trained once, to the end
+    assert all(status in ("FINISHED", "FAILED", "KILLED") for _, _, status in statuses)
+    lost = [status for _, node, status in statuses if node == victim.node_id]
+    assert lost and "FINISHED" not in lost, statuses  # the lost node's attempt did not finish
+    assert client.get_run(record["mlflow_run_id"]).info.status == "FINISHED"
+    print("fold runs (fold, node, status):", statuses)
+
+
+def test_a_wrong_token_is_named_in_one_line(cluster):
+    """A process whose Ray token the cluster refuses: `raylab doctor --address` names the
+    InvalidAuthToken failure on its ray line, `raylab tune --address` says it in one line."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 32}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+
+    def raylab(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "raylab", "--results", str(cluster.results),
+                               *argv, "--address", cluster.address], env=env, text=True,
+                              capture_output=True, timeout=300)
+
+    doctor = raylab("doctor")
+    ray_line = [line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["ray"]]
+    assert doctor.returncode == 1 and len(ray_line) == 1, doctor.stdout + doctor.stderr
+    assert ray_line[0].startswith("FAIL") and "InvalidAuthToken" in ray_line[0], ray_line
+    assert "Traceback" not in doctor.stdout + doctor.stderr, doctor.stderr[-3000:]
+    tune = raylab("tune", "elor", "--data", str(cluster.data), "--space", str(TINY),
+                  "--name", "mn-token")
+    assert tune.returncode == 1, tune.stdout + tune.stderr
+    assert tune.stderr.startswith("raylab: error: ") and "token" in tune.stderr, tune.stderr[-3000:]
+    assert len(tune.stderr.strip().splitlines()) == 1, tune.stderr[-3000:]
