@@ -35,6 +35,9 @@ def _common_options() -> argparse.ArgumentParser:
                         help="results folder (default: $RAYLAB_RESULTS or ./results)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show Ray's, Tune's and the libraries' own output live instead of "
+                             "writing it to the run's log file (<results>/<run>/raylab.log)")
     return common
 
 
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.results = getattr(args, "results", None)
     args.debug = getattr(args, "debug", False)
+    args.verbose = getattr(args, "verbose", False)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -24,16 +24,20 @@ def register(subparsers, common) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from raylab.data.features import KINDS, compute_features
-    from raylab.runtime.settings import results_dir
+    from raylab.runtime.console import CountBar, quiet
+    from raylab.runtime.settings import log_file, results_dir
 
+    results = results_dir(args.results)
     data = args.data
     if data is None:
         from raylab.data.demo_cache import resolve_data
 
-        data = resolve_data(None, results_dir(args.results))
+        data = resolve_data(None, results)
     kinds = [kind for kind in KINDS if getattr(args, kind)] or list(KINDS)
-    report = compute_features(data, kinds=kinds, workers=args.workers, force=args.force,
-                              address=args.address)
+    with quiet(log_file(results, command="features"), args.verbose), \
+            CountBar(f"features {'+'.join(kinds)}", "windows") as bar:
+        report = compute_features(data, kinds=kinds, workers=args.workers, force=args.force,
+                                  address=args.address, progress=bar)
     for kind, info in report.items():
         took = "" if info["status"] == "reused" else (
             f" ({info['seconds']:.1f} s of extraction, {info['wall_seconds']:.1f} s wall)")

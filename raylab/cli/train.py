@@ -158,10 +158,13 @@ def run(args: argparse.Namespace) -> int:
     from raylab.crossval.driver import CrossvalOptions, run_crossval
 
     folds = [f.strip() for f in args.folds.split(",") if f.strip()] if args.folds else None
+    from raylab.runtime.console import quiet
     from raylab.runtime.runlock import run_lock
+    from raylab.runtime.settings import log_file
 
     resources = {k: getattr(args, k) for k in RESOURCE_OPTIONS if getattr(args, k) is not None}
-    with run_lock(results, args.name or f"{args.arch}-tenfold"):
+    name = args.name or f"{args.arch}-tenfold"
+    with run_lock(results, name), quiet(log_file(results, name), args.verbose):
         options = CrossvalOptions(folds=folds, name=args.name, resume=bool(args.resume),
                                   address=args.address, track=args.track, seed=cfg.seed,
                                   device=args.device, **resources)

@@ -58,13 +58,15 @@ def register(subparsers, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from raylab.runtime.console import quiet
     from raylab.runtime.runlock import run_lock
-    from raylab.runtime.settings import results_dir
+    from raylab.runtime.settings import log_file, results_dir
     from raylab.search.driver import SearchOptions, run_search
     from raylab.search.results import format_summary
 
     results = results_dir(args.results)
-    with run_lock(results, args.name or f"{args.arch}-search"):
+    name = args.name or f"{args.arch}-search"
+    with run_lock(results, name), quiet(log_file(results, name), args.verbose):
         result = run_search(args.arch, args.data, SearchOptions(
             space_file=args.space, num_samples=args.num_samples,
             gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,

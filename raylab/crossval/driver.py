@@ -217,7 +217,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     """Train `arch` on every (or the given) leave-one-speaker-out fold on Ray Train, then pool.
 
     `params` is the flat parameter dict (`split_params`; the paper's Tables 1-4 fill the rest).
-    `progress` receives one line per fold event (started, epoch, done, failed).
+    `progress` receives one line per fold event (started, epoch, done, failed); the console
+    shows a bar of the epochs done over all folds (`raylab.runtime.console.progress`).
     """
     from raylab.runtime.settings import results_dir
     from raylab.runtime.tracking import (ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker,
@@ -239,7 +240,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     from raylab.runtime.ray_session import ray_session
 
     # Ray only when a fold is left to train; the cluster decides the GPUs and the store's reach
-    with ray_session(address) if plan.todo else contextlib.nullcontext():
+    with ray_session(address, log_to_driver=True) if plan.todo else contextlib.nullcontext():
         gpus = _fit_to_cluster(tracker, gpus_per_worker, device) if plan.todo else 0.0
         # what the workers compute in, known once the cluster gave the GPUs
         settings = recorded_settings(split_params(arch, plan.params)[1],

@@ -176,22 +176,37 @@ def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> No
 
 
 class FoldCollector(tune.Callback):
-    """Driver side: one progress line per fold event, and each completed fold's checkpoint copied
-    into `<run>/folds/<SPEAKER>/` whole."""
+    """Driver side: each completed fold's checkpoint copied into `<run>/folds/<SPEAKER>/` whole;
+    the run's bar (`bar`: epochs done over all folds, with ETA; folds done and the latest epoch
+    as its postfix) and one line per fold event to `say` (the log file, under
+    `raylab.runtime.console.quiet`)."""
 
     def __init__(self, folds_dir: Path, storage: str, epochs: int,
-                 say: Callable[[str], None] | None = print) -> None:
+                 say: Callable[[str], None] | None = print, bar: Any = None,
+                 folds: int = 0) -> None:
         self.folds_dir, self.storage, self.epochs = Path(folds_dir), storage, epochs
-        self.printer = say
-        self.errors: dict[str, str] = {}
+        self.printer, self.bar, self.folds = say, bar, folds
+        self.errors: dict[str, str] = {}  # folds that ended without outputs here
+        self.epochs_done: dict[str, int] = {}
+        self.ended: list[str] = []
+        self.failed: set[str] = set()
 
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks with the experiment state; the printer stays in this process.
-        return {**self.__dict__, "printer": None}
+        # Tune pickles its callbacks with the experiment state; printer and bar stay here.
+        return {**self.__dict__, "printer": None, "bar": None}
 
     def say(self, line: str) -> None:
         if self.printer is not None:
             self.printer(line)
+
+    def show(self, fold: str, epochs: int, text: str) -> None:
+        """Count `epochs` done for `fold` and put `text` after the folds done on the bar."""
+        self.epochs_done[fold] = max(self.epochs_done.get(fold, 0), epochs)
+        if self.bar is not None:
+            failed = f", {len(self.failed)} failed" if self.failed else ""
+            self.bar.note(f"folds done {len(self.ended) - len(self.failed)}/{self.folds}{failed}"
+                          f" · {text}")
+            self.bar.set(sum(self.epochs_done.values()))
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.say(f"fold {trial.config['fold']}: started")
@@ -202,24 +217,36 @@ class FoldCollector(tune.Callback):
                      f"{result['train_loss']:.3f}  val WAR arousal "
                      f"{result.get('val_arousal_war', float('nan')):.3f} valence "
                      f"{result.get('val_valence_war', float('nan')):.3f}")
+            self.show(result["fold"], int(result["epoch"]),
+                      f"{result['fold']} epoch {result['epoch']}/{self.epochs}")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.say(f"fold {trial.config['fold']}: failed")
+        fold = trial.config["fold"]
+        self.say(f"fold {fold}: failed")
+        self.failed.add(fold)
+        self.ended.append(fold)
+        self.show(fold, self.epochs, f"{fold} failed")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         fold, result = trial.config["fold"], trial.last_result or {}
         path = result.get(CHECKPOINT_PATH_KEY)
+        self.ended.append(fold)
         if not path:
             self.errors[fold] = "the fold finished without reporting its outputs"
-            return
-        try:
-            install_fold(path, filesystem_for(self.storage)[0], self.folds_dir, fold)
-        except (OSError, DataError) as err:
-            self.errors[fold] = f"copying its outputs from {path} failed: {err}"
+        else:
+            try:
+                install_fold(path, filesystem_for(self.storage)[0], self.folds_dir, fold)
+            except (OSError, DataError) as err:
+                self.errors[fold] = f"copying its outputs from {path} failed: {err}"
+        if fold in self.errors:
+            self.failed.add(fold)
+            self.show(fold, self.epochs, f"{fold} failed")
             return
         self.say(f"fold {fold}: done  test WAR arousal {result['test_arousal_war']:.3f} valence "
                  f"{result['test_valence_war']:.3f}  UAR arousal {result['test_arousal_uar']:.3f} "
                  f"valence {result['test_valence_uar']:.3f}")
+        self.show(fold, self.epochs, f"{fold} test WAR a {result['test_arousal_war']:.3f} "
+                                     f"v {result['test_valence_war']:.3f}")
 
 
 def install_fold(path: str, filesystem, folds_dir: Path, fold: str) -> Path:
@@ -300,11 +327,13 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
     """Put the arrays in the object store once, run one Tune trial per fold (concurrently as
     resources allow) and collect the finished folds; {fold: error} of the failed ones. Runs in
     the caller's `ray_session`."""
+    from raylab.runtime.console import progress
     from raylab.runtime.ray_capacity import clear_resource_requests
 
     concurrency = fold_concurrency(job, len(folds), address)
     job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
-    collector = FoldCollector(folds_dir, job.storage, epochs, say)
+    bar = progress(len(folds) * epochs, f"train {job.name} ({len(folds)} folds)", "epochs")
+    collector = FoldCollector(folds_dir, job.storage, epochs, say, bar, len(folds))
     # the worker loop is read here, at call time, and travels to the trials with the job
     trial = tune.with_parameters(fold_trial, job=job, worker=train_fold_worker)
     tuner = tune.Tuner(
@@ -317,6 +346,7 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
     try:
         grid = tuner.fit()
     finally:
+        bar.close()
         clear_resource_requests()
     failed = dict(collector.errors)
     for result in grid:

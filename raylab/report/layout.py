@@ -27,6 +27,8 @@ SPACE_FILE = "search_space.yaml"
 TRIALS_DIR = "trials"  # a search's record of ended trials: <trial id>.json each
 ANALYSIS_DIR = "analysis"
 LOCK_FILE = ".lock"  # held (flock) by the one process running the run: pid, host, start
+LOG_FILE = "raylab.log"  # what Ray, Tune and the libraries printed (raylab.runtime.console.quiet)
+LOGS_DIR = "logs"  # <results>/logs/<command>.log: the same for commands without a run folder
 
 
 def confusion_file(dim: str, pooled: bool = False) -> str:

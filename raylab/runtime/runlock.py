@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from raylab.errors import ConfigError
-from raylab.report.layout import LOCK_FILE
+from raylab.report.layout import LOCK_FILE, LOG_FILE
 
 
 @contextlib.contextmanager
@@ -49,9 +49,11 @@ def run_lock(results: Path, name: str) -> Iterator[Path]:
 
 
 def _remove_if_unused(folder: Path, path: Path, created: bool) -> None:
-    """A run refused before it wrote anything leaves no folder behind (only the one made here)."""
-    if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+    """A run refused before it wrote anything leaves no folder behind (only the one made here,
+    with its lock and the log of its attempt)."""
+    if created and {p.name for p in folder.iterdir()} <= {LOCK_FILE, LOG_FILE}:
         with contextlib.suppress(OSError):
+            (folder / LOG_FILE).unlink(missing_ok=True)
             path.unlink()
             folder.rmdir()
 

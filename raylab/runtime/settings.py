@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from raylab.errors import ConfigError
-from raylab.report.layout import LOCK_FILE, RUN_FILE
+from raylab.report.layout import LOCK_FILE, LOG_FILE, LOGS_DIR, RUN_FILE
 
 RESULTS_ENV = "RAYLAB_RESULTS"
 DEFAULT_RESULTS = "results"
@@ -42,7 +42,8 @@ def run_folder(results: Path, name: str, kind: str) -> Path:
     """`<results>/<name>` for a run of `kind` (a key of RUN_KINDS): the name checked, and a folder
     there that is not a run of the same kind (another kind, or no run.json) refused, never reused."""
     folder = Path(results) / check_run_name(name)
-    if folder.is_file() or (folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())):
+    if folder.is_file() or (folder.is_dir() and any(p.name not in (LOCK_FILE, LOG_FILE)
+                                                    for p in folder.iterdir())):
         try:
             run = json.loads((folder / RUN_FILE).read_text())
             found = run.get("kind") if isinstance(run, dict) else None
@@ -61,6 +62,14 @@ def storage_root(results: Path) -> str:
     """Ray Tune/Train's storage: `$RAYLAB_STORAGE` (s3://, gs://, an NFS path; shared, for
     clusters) or `<results>/ray`."""
     return os.environ.get(STORAGE_ENV) or str(Path(results).resolve() / "ray")
+
+
+def log_file(results: Path, run: str | None = None, command: str = "raylab") -> Path:
+    """Where a command's Ray, Tune and library output goes (`raylab.runtime.console.quiet`):
+    `<results>/<run>/raylab.log` for a run, else `<results>/logs/<command>.log`."""
+    if run is not None:
+        return Path(results) / check_run_name(run) / LOG_FILE
+    return Path(results) / LOGS_DIR / f"{command}.log"
 
 
 def demo_data_dir(results: Path) -> Path:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from raylab.errors import ConfigError
 from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
+from raylab.runtime import console
 from raylab.runtime.ray_session import cluster_resources, ray_session
 from raylab.runtime.settings import check_run_name, run_folder, storage_root
 from raylab.search.ray_tune import can_restore, execute
@@ -70,7 +71,7 @@ class SearchOptions:
 
 def run_search(arch: str, data: str | None, options: SearchOptions = SearchOptions(), *,
                results: Path, callbacks: Sequence[Any] = (),
-               say: Callable[[str], None] | None = print) -> SearchResult:
+               say: Callable[[str], None] | None = console.say) -> SearchResult:
     """Run, or with `options.resume` continue, the TPE search `options.name`.
 
     Writes `<results>/<name>/{run.json, search_space.yaml, best.yaml}`. With `data` and

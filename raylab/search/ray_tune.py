@@ -118,21 +118,27 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
             trainable = tune.with_resources(
                 tune.with_parameters(_trial, arrays=arrays_ref, context=context),
                 {"cpu": cpus, "gpu": gpus})
+            recorded = {}
+            if state is not None:
+                recorded = {t.trial_id: TUNE_STATUS.get(t.status, "UNFINISHED")
+                            for t in tune.ExperimentAnalysis(experiment_path).trials}
+                _settle_children(tracker, parent.run_id, _as_recorded(recorded, ended))
+            # trials Tune itself holds ended; those it forgot end again (replayed) in this fit
+            bar = SearchBar(name, space.num_samples, space.metric, space.mode,
+                            sum(s != "UNFINISHED" for s in recorded.values()))
             if state is None:
                 recorder = TrialRecorder(run_dir, functools.partial(planned_epochs, space.arch,
                                                                     fixed))
                 tuner = _new_tuner(trainable, space, name, storage, seed, scheduler,
-                                   max_failures, (recorder, *callbacks))
-            else:
-                recorded = {t.trial_id: TUNE_STATUS.get(t.status, "UNFINISHED")
-                            for t in tune.ExperimentAnalysis(experiment_path).trials}
-                _settle_children(tracker, parent.run_id, _as_recorded(recorded, ended))
+                                   max_failures, (recorder, *callbacks, SearchProgress(name)))
+            else:  # the callbacks, SearchProgress included, come back with the Tuner's state
                 tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
             try:
                 with _tune_environment():
                     grid = tuner.fit()
             finally:
+                bar.close()
                 clear_resource_requests()  # none left standing after Ctrl-C
             result = _summarize(grid, space, fixed, name, run_dir, experiment_path,
                                 parent.run_id, tracker.uri)
@@ -157,6 +163,57 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
     except _Interrupted:
         pass
     return result
+
+
+class SearchBar:
+    """The search's line on the console: trials ended of the budget, ETA, the best value so far
+    (each trial's last report, as Tune ranks them). Lives in the driver, found by the search's
+    name, so that the `SearchProgress` that `Tuner.restore` unpickles drives it too."""
+
+    def __init__(self, name: str, budget: int, metric: str, mode: str, ended: int = 0) -> None:
+        from raylab.runtime.console import progress
+
+        self.name, self.metric, self.mode = name, metric, mode
+        self.last: dict[str, float] = {}
+        self.bar = progress(budget, f"search {name}", "trials", initial=ended)
+        _BARS[name] = self
+
+    def result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            self.last[trial_id] = float(result[self.metric])
+            best = (max if self.mode == "max" else min)(self.last.values())
+            self.bar.note(f"best {self.metric} {best:.4f}")
+
+    def ended(self, trial_id: str, failed: bool) -> None:
+        if failed:
+            self.bar.write(f"search {self.name}: trial {trial_id} failed (see the summary)")
+        self.bar.advance()
+
+    def close(self) -> None:
+        _BARS.pop(self.name, None)
+        self.bar.close()
+
+
+_BARS: dict[str, SearchBar] = {}
+
+
+class SearchProgress(tune.Callback):
+    """Tune's trial events, in the driver, to the search's `SearchBar`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if self.name in _BARS:
+            _BARS[self.name].result(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        if self.name in _BARS:
+            _BARS[self.name].ended(trial.trial_id, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        if self.name in _BARS:
+            _BARS[self.name].ended(trial.trial_id, failed=True)
 
 
 @contextlib.contextmanager
