@@ -75,7 +75,11 @@ def sanity(args) -> int:
 def register(subparsers, common) -> None:
     analyze = subparsers.add_parser(
         "analyze", parents=[common], help="explain a trained network: saliency, generalized "
-        "input signals, sanity checks (paper section 2.3)")
+        "input signals, sanity checks (paper section 2.3)",
+        description="Explain what a trained network learned (the paper's section 2.3): saliency "
+                    "maps and their correlation with the signal, generalized input signals "
+                    "with Table 6's acoustic measures, and randomisation checks of the saliency "
+                    "methods. Outputs go to <run>/analysis/ and to the run in MLflow.")
     commands = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--run", required=True, metavar="RUN",
@@ -88,8 +92,13 @@ def register(subparsers, common) -> None:
     shared.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     shared.add_argument("--no-track", action="store_true", help="do not log to MLflow")
 
-    p = commands.add_parser("saliency", parents=[common, shared],
-                            help="saliency maps, amplitude/saliency correlations, Figure 4")
+    p = commands.add_parser(
+        "saliency", parents=[common, shared],
+        help="saliency maps, amplitude/saliency correlations, Figure 4",
+        description="Saliency maps of each head's predicted class on the fold's test windows "
+                    "(guided backpropagation, the paper's, by default), the per-window Pearson "
+                    "correlation of signal and saliency and between the two heads' maps, their "
+                    "histogram, and Figure 4 for the loudest windows.")
     p.add_argument("--method", choices=METHOD_CHOICES, default="guided",
                    help="guided backpropagation (the paper's), plain gradient, integrated gradients "
                         "or occlusion")
@@ -100,13 +109,19 @@ def register(subparsers, common) -> None:
     p.add_argument("--all-windows", action="store_true",
                    help="every window of the dataset, not only the fold's test speaker's (the "
                         "paper's correlations are over the dataset)")
-    p.add_argument("--figures", type=int, default=3,
+    p.add_argument("--figures", type=int, default=3, metavar="N",
                    help="Figure 4 for the N loudest windows (0: none)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="windows per backward pass")
     p.set_defaults(func=saliency)
 
-    p = commands.add_parser("generalize", parents=[common, shared],
-                            help="generalized input signals (eq. 4), Figure 5 and Table 6")
+    p = commands.add_parser(
+        "generalize", parents=[common, shared],
+        help="generalized input signals (eq. 4), Figure 5 and Table 6",
+        description="For each head and class 1-5, the input that maximises the class's score "
+                    "(eq. 4, by gradient ascent with the network frozen), saved as 16 kHz WAV, "
+                    "drawn as Figure 5 and described as in Table 6 (loudness, dominant "
+                    "frequencies, amplitude, pauses, voiced length).")
     p.add_argument("--method", choices=("shaped", "paper"), default="shaped",
                    help="shaped: envelope x spectrally shaped carrier, jittered (ours, default); "
                         "paper: eq. (4) on raw samples")
@@ -115,18 +130,27 @@ def register(subparsers, common) -> None:
     p.add_argument("--lr", type=float, help="Adam step size (default: 0.05 shaped, 1e-3 paper)")
     p.add_argument("--init", choices=("noise", "mean"), default="noise",
                    help="paper method's starting signal")
-    p.add_argument("--init-scale", type=float, default=0.01, help="std of the initial noise")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-scale", type=float, default=0.01, metavar="S",
+                   help="std of the initial noise")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting signals")
     p.set_defaults(func=generalize)
 
-    p = commands.add_parser("sanity", parents=[common, shared],
-                            help="randomisation checks of the saliency methods (Adebayo et al. 2018)")
-    p.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=list(METHOD_CHOICES))
-    p.add_argument("--windows", type=int, default=16, help="test windows compared")
+    p = commands.add_parser(
+        "sanity", parents=[common, shared],
+        help="randomisation checks of the saliency methods (Adebayo et al. 2018)",
+        description="Do the saliency methods depend on what the network learned? Compare each "
+                    "method's maps on the trained network with those on networks whose layers "
+                    "are re-initialised in turn and on one trained on permuted labels (Adebayo "
+                    "et al. 2018).")
+    p.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=list(METHOD_CHOICES),
+                   metavar="METHOD", help=f"saliency methods to check, of {', '.join(METHOD_CHOICES)} "
+                        "(default: all)")
+    p.add_argument("--windows", type=int, default=16, metavar="N", help="test windows compared")
     p.add_argument("--epochs", type=int, help="permuted-label training epochs (default: the run's)")
     p.add_argument("--train-windows", type=int, metavar="N",
                    help="train the permuted-label network on N windows only (default all)")
     p.add_argument("--no-permuted", action="store_true", help="skip the permuted-label network")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisations and the "
+                                                       "permutation")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="windows per pass")
     p.set_defaults(func=sanity)

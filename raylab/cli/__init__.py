@@ -28,6 +28,42 @@ COMMAND_MODULES = (
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it or there is none to say
+    (a flag that is off unless given, a value left to the command: the help says what then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == []
+                or default is argparse.SUPPRESS
+                or not (action.option_strings or action.nargs in ("?", "*"))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """raylab's parsers: the help formatter above; a flag a command does not know is answered
+    with that command's usage (argparse leaves leftovers to the top-level parser, whose usage
+    says nothing about the command); errors begin `raylab: error:`. No abbreviated flags: argparse
+    would take a misspelled `--epoch 3` for `--epochs 3` and start a run."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None and self.prog != "raylab":
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"raylab: error: {message}\n")
+
+
 def _common_options() -> argparse.ArgumentParser:
     """Options every command takes, before or after its name."""
     common = argparse.ArgumentParser(add_help=False)
@@ -43,7 +79,7 @@ def _common_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="raylab", parents=[common],
         description="Train, tune and explain speech-emotion networks (Wieser et al. 2018) on Ray.")
     parser.add_argument("--version", action="version", version=f"raylab {__version__}")

@@ -19,7 +19,7 @@ def register(subparsers, common) -> None:
                              "$RAY_ADDRESS, else this machine)")
     parser.add_argument("--data", metavar="D", nargs="+", action="extend", default=[],
                         help="dataset folders or URIs to check, besides the demo dataset and "
-                             "every folder under ./data with a meta.json")
+                             "every folder under ./data with a meta.json (default: only those)")
     parser.set_defaults(func=run)
 
 

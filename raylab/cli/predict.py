@@ -19,7 +19,8 @@ def register(subparsers, common) -> None:
     parser.add_argument("--run", required=True, metavar="RUN",
                         help="run folder, fold folder, checkpoint file or MLflow run id")
     parser.add_argument("--fold", metavar="SPEAKER", help="only this fold's network (default: all, averaged)")
-    parser.add_argument("--out", metavar="FILE", help="write the table to FILE (.csv or .parquet)")
+    parser.add_argument("--out", metavar="FILE", help="write the table to FILE (.csv or .parquet; default: only the "
+                                                     "summary, printed)")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="predict the readable files and list the others (default: stop at the first)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

@@ -17,7 +17,7 @@ def register(subparsers, common) -> None:
                     "evaluator E2 (listed apart for any other data).")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="md (default; or taken from --out's suffix), csv or html (standalone page)")
-    parser.add_argument("--out", metavar="FILE", type=Path, help="write the table to FILE")
+    parser.add_argument("--out", metavar="FILE", type=Path, help="write the table to FILE (default: print it)")
     parser.add_argument("--runs", nargs="+", metavar="NAME",
                         help="run folders to report (default: the latest run of each network)")
     parser.set_defaults(func=run)

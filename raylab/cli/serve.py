@@ -22,8 +22,9 @@ def register(subparsers, common) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
     parser.add_argument("--address", metavar="ADDR", help="Ray cluster, e.g. auto (default: a local Ray)")
     parser.add_argument("--num-replicas", type=int, default=1, metavar="N", help="replicas (default: 1)")
-    parser.add_argument("--min-replicas", type=int, metavar="N", help="autoscaling: fewest replicas")
-    parser.add_argument("--max-replicas", type=int, metavar="N", help="autoscaling: most replicas")
+    parser.add_argument("--min-replicas", type=int, metavar="N", help="autoscaling: fewest replicas (default: no autoscaling, "
+                                                              "--num-replicas)")
+    parser.add_argument("--max-replicas", type=int, metavar="N", help="autoscaling: most replicas (default: no autoscaling)")
     parser.add_argument("--num-gpus", type=float, default=0.0, metavar="G",
                         help="GPUs per replica, fractional allowed (default: 0)")
     parser.add_argument("--num-cpus", type=float, default=1.0, metavar="C", help="CPUs per replica (default: 1)")

@@ -17,14 +17,17 @@ def register(subparsers, common) -> None:
                     "then --config, then --set. Tracked in MLflow unless --no-track.")
     parser.add_argument("arch", metavar="ARCH", help="network: elor, lom, ftr or elor_ftr")
     parser.add_argument("--data", metavar="DIR", help="dataset folder or URI (default: the demo dataset)")
-    parser.add_argument("--config", metavar="FILE", help="YAML with `arch` and flat `params` (a search's best.yaml)")
+    parser.add_argument("--config", metavar="FILE", help="YAML with `arch` and flat `params` (a search's best.yaml; "
+                                                                        "default: the paper's values)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (repeatable), e.g. --set lr=0.01, "
                              "--set loss_reduction=mean, --set is10_scaling=none, --set amp=false "
                              "(fp32 on CUDA; the default is bf16 autocast there)")
-    parser.add_argument("--epochs", type=int, metavar="N", help="shorthand for --set epochs=N")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="shorthand for --set epochs=N (default: the paper's, Tables 1-4)")
     parser.add_argument("--update", choices=("alternate", "joint"),
-                        help="heads updated in turn per batch (the paper's) or one joint step")
+                        help="heads updated in turn per batch (the paper's, default) or one joint "
+                             "step")
     parser.add_argument("--seed", type=int, help="seed of the splits, weights and batches (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--name", help="run name (default: <arch>-local-<fold>, or chosen by the ten-fold run)")

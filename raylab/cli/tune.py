@@ -26,8 +26,9 @@ def register(subparsers, common) -> None:
     parser.add_argument("--num-samples", type=int, metavar="N", help="trial budget (default: file)")
     parser.add_argument("--gpus-per-trial", type=float, metavar="G",
                         help="GPU share per trial, e.g. 0.25 (default: file; 0 without a GPU)")
-    parser.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial")
-    parser.add_argument("--max-concurrent", type=int, metavar="M", help="trials in flight at most")
+    parser.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (default: the file's, at most this "
+                                                                    "machine's)")
+    parser.add_argument("--max-concurrent", type=int, metavar="M", help="trials in flight at most (default: the file's)")
     parser.add_argument("--scheduler", choices=("fifo", "asha"),
                         help="fifo: every trial to its last epoch (the paper); asha: stop poor "
                              "trials early (default: fifo)")
@@ -41,19 +42,24 @@ def register(subparsers, common) -> None:
     parser.add_argument("--address", metavar="ADDR",
                         help="Ray cluster to join, e.g. auto (default: a local Ray with all "
                              "CPUs/GPUs)")
-    parser.add_argument("--epochs", type=int, metavar="N", help="hold epochs fixed at N")
+    parser.add_argument("--epochs", type=int, metavar="N", help="hold epochs fixed at N (default: the file's, searched "
+                                                                 "or fixed)")
     parser.add_argument("--no-track", action="store_true", help="no MLflow runs")
     parser.add_argument("--max-failures", type=int, metavar="K",
                         help="retries of a failing trial before it is recorded failed (default: 2)")
     parser.add_argument("--device", metavar="DEV", help="cpu or cuda (default: from resources)")
     parser.set_defaults(func=run)
 
-    spaces = subparsers.add_parser("search-spaces", parents=[common],
-                                   help="check search-space files")
+    spaces = subparsers.add_parser(
+        "search-spaces", parents=[common], help="check search-space files",
+        description="Work with the search-space files of `raylab tune` (search_spaces/*.yaml).")
     actions = spaces.add_subparsers(dest="action", metavar="ACTION", required=True)
-    validate = actions.add_parser("validate", parents=[common],
-                                  help="validate search-space files before a search")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate = actions.add_parser(
+        "validate", parents=[common], help="validate search-space files before a search",
+        description="Check search-space files as `raylab tune` would, before Ray starts: known "
+                    "keys, bounds in order, positive log bounds, numbers where numbers belong. "
+                    "One line per file; exit status 1 when any is invalid.")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="search-space YAML files")
     validate.set_defaults(func=run_validate)
 
 

@@ -143,22 +143,32 @@ class _Discard:
 
 
 class _OwnWarnings(logging.Handler):
-    """Warnings of raylab's own loggers on the console, each message once; errors Ray logs
-    counted for the closing line."""
+    """Warnings of raylab's own loggers on the console, each message once; the others' into the
+    log, errors counted for the closing line. Sits on the root logger and on Ray's (which does
+    not propagate)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: IO[str]) -> None:
         super().__init__(logging.WARNING)
+        self.log = log
         self.seen: set[str] = set()
         self.errors = 0
+        self.last: logging.LogRecord | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record is self.last:  # seen on Ray's logger and again on the root
+            return
+        self.last = record
+        message = record.getMessage()
         if record.name.split(".")[0] in OWN_PACKAGES:
-            message = record.getMessage()
             if message not in self.seen:
                 self.seen.add(message)
                 say(f"raylab: {record.levelname.lower()}: {message}")
-        elif record.levelno >= logging.ERROR:
-            self.errors += 1
+            return
+        self.errors += record.levelno >= logging.ERROR
+        ray_writes = record.name.split(".")[0] == "ray" and any(
+            h is not self for h in logging.getLogger("ray").handlers)  # Ray's handler: the log
+        if not ray_writes:
+            self.log.write(f"{record.levelname} {record.name}: {message}\n")
 
 
 def _own_copy(current: IO[str]) -> IO[str]:
@@ -192,11 +202,12 @@ def quiet(log_file: str | os.PathLike | None, verbose: bool = False) -> Iterator
             saved_fds[fd] = os.dup(fd)
             os.dup2(log.fileno(), fd)
     handlers = _retarget_handlers(set(map(id, before.values())), log)
-    own = _OwnWarnings()
-    root = logging.getLogger()
-    root.addHandler(own)
+    own = _OwnWarnings(log)
+    loggers = (logging.getLogger(), logging.getLogger("ray"))
+    for logger in loggers:
+        logger.addHandler(own)
     shown = warnings.showwarning
-    warnings.showwarning = _show_warning(shown, log)
+    warnings.showwarning = _show_warning(log)
     _streams.update(terminal)
     sys.stdout = sys.stderr = log
     refused = False
@@ -210,7 +221,8 @@ def quiet(log_file: str | os.PathLike | None, verbose: bool = False) -> Iterator
             setattr(sys, name, value)
         _streams.clear()
         warnings.showwarning = shown
-        root.removeHandler(own)
+        for logger in loggers:
+            logger.removeHandler(own)
         for handler, old in handlers:
             handler.setStream(old)
         log.flush()
@@ -241,7 +253,7 @@ def _retarget_handlers(streams: set[int], log: IO[str]) -> list[tuple[logging.St
     return changed
 
 
-def _show_warning(shown, log: IO[str]):
+def _show_warning(log: IO[str]):
     """Python warnings raised in raylab's code on the console (once per place, Python's
     default); the libraries' into the log."""
 
@@ -251,6 +263,6 @@ def _show_warning(shown, log: IO[str]):
         if own:
             say(f"raylab: warning: {message}")
         else:
-            shown(message, category, filename, lineno, file=log, line=line)
+            log.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     return show
