@@ -288,7 +288,7 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
                 plots.figure4(inputs["waveform"][row], result.kept[row][head], sr,
                               tmp / f"figure4_{head}_{_safe(wid)}.png",
                               f"{METHOD_NAMES[method]} saliency, {head} class "
-                              f"{int(result.table[f'predicted_{head}'][row])}, window {wid}")
+                              f"{int(result.table[f'predicted_{head}'][row]) + 1}, window {wid}")
         (tmp / "saliency_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     corr = summary["correlations"]
     summary["out"] = str(final)

@@ -143,6 +143,27 @@ def test_elor_ftr_saliency_with_features_held_fixed(trained, tmp_path, capsys):
     assert summary["arch"] == "elor_ftr" and summary["fold"] == "Ses01F" and summary["windows"] == 5
 
 
+def test_saliency_by_a_folds_folder_titles_figures_with_classes_1_to_5(trained, capsys,
+                                                                         monkeypatch):
+    import analysis.plots
+
+    titles = []
+    draw = analysis.plots.figure4
+    monkeypatch.setattr(analysis.plots, "figure4",
+                        lambda *a: (titles.append(a[-1]), draw(*a))[1])
+    run_dir = trained["elor"].run_dir
+    code = run_cli("saliency", "--run", run_dir / "folds" / "Ses03F", "--results",
+                   trained["results"], "--windows", 4, "--figures", 2, "--sanity-windows", 0,
+                   "--no-track")
+    assert code == 0, capsys.readouterr().err
+    out = run_dir / "analysis" / "saliency-Ses03F"  # the fold's folder resolves to run + fold
+    table = pd.read_csv(out / "correlations.csv")
+    assert len(titles) == 4
+    shown = sorted(int(t.split(" class ")[1].split(",")[0]) for t in titles)
+    predicted = table[["predicted_valence", "predicted_arousal"]].to_numpy()
+    assert set(shown) <= set(predicted.ravel() + 1) and all(1 <= c <= 5 for c in shown)
+
+
 def test_networks_without_a_waveform_input_are_refused(tmp_path, capsys):
     from raylab.models import build_model
     from raylab.train.checkpoint import save_checkpoint

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -176,7 +177,8 @@ def test_five_session_release_is_checked_against_the_paper(tmp_path, capsys):
     windows = len(load_dataset(out, audio=False))
     for text in (printed, info):
         assert f"E2 windows {windows} (the paper: 8522 with E2)" in text
-        assert "(the paper: class 2, rating 3)" in text and "(the paper: class 0, rating 1)" in text
+        assert re.search(r"most frequent arousal class [1-5] \(the paper: 3\)", text)
+        assert re.search(r"most frequent valence class [1-5] \(the paper: 1\)", text)
         assert f"warning: {windows} windows, not the paper's 8522" in text
 
 
@@ -187,11 +189,11 @@ def test_paper_check_is_quiet_when_the_corpus_matches_and_absent_elsewhere():
               "valence": np.r_[np.full(5000, 0), np.full(3522, 3)]}
     meta = {"corpus": "iemocap", "evaluator": "E2"}
     lines = paper_corpus_check(meta, [1, 2, 3, 4, 5], labels)
-    assert len(lines) == 1 and "E2 windows 8522" in lines[0] and "most frequent arousal class 2" in lines[0]
+    assert len(lines) == 1 and "E2 windows 8522" in lines[0] and "most frequent arousal class 3" in lines[0]
     swapped = {"arousal": labels["valence"], "valence": labels["arousal"]}
     warnings = paper_corpus_check({**meta, "evaluator": "E1"}, range(1, 6), swapped)[1:]
     assert warnings[0] == "warning: labelled by E1; the paper's figures are for evaluator E2"
-    assert "arousal class is 0 (rating 1), not the paper's 2" in warnings[1]
-    assert "valence class is 2 (rating 3), not the paper's 0" in warnings[2]
+    assert "arousal class is 1, not the paper's 3" in warnings[1]
+    assert "valence class is 3, not the paper's 1" in warnings[2]
     assert paper_corpus_check(meta, [1, 2, 3], labels) == []          # a partial release
     assert paper_corpus_check({**meta, "corpus": "demo"}, range(1, 6), labels) == []

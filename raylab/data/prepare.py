@@ -221,8 +221,8 @@ def paper_corpus_check(meta: dict, sessions: Iterable[int], labels: dict[str, np
     majority = {d: int(np.bincount(labels[d].astype(np.int64), minlength=NUM_CLASSES).argmax())
                 for d in PAPER_MAJORITY}
     lines = [f"paper     {evaluator} windows {windows} (the paper: {PAPER_WINDOWS} with E2); "
-             + "; ".join(f"most frequent {d} class {majority[d]}, rating {majority[d] + 1} "
-                         f"(the paper: class {PAPER_MAJORITY[d]}, rating {PAPER_MAJORITY[d] + 1})"
+             + "; ".join(f"most frequent {d} class {majority[d] + 1} (the paper: "
+                         f"{PAPER_MAJORITY[d] + 1})"
                          for d in PAPER_MAJORITY)]
     if evaluator != DEFAULT_EVALUATOR:
         lines.append(f"warning: labelled by {evaluator}; the paper's figures are for evaluator "
@@ -233,9 +233,9 @@ def paper_corpus_check(meta: dict, sessions: Iterable[int], labels: dict[str, np
                      "Table 5's")
     for dim, label in majority.items():
         if label != PAPER_MAJORITY[dim]:
-            lines.append(f"warning: the most frequent {dim} class is {label} (rating {label + 1}), "
-                         f"not the paper's {PAPER_MAJORITY[dim]} (rating {PAPER_MAJORITY[dim] + 1}):"
-                         " the most-frequent-label baseline differs from Table 5's")
+            lines.append(f"warning: the most frequent {dim} class is {label + 1}, not the "
+                         f"paper's {PAPER_MAJORITY[dim] + 1}: the most-frequent-label baseline "
+                         "differs from Table 5's")
     return lines
 
 
@@ -263,7 +263,7 @@ def describe_dataset(path: str | Path) -> str:
              f"from {meta.get('utterances')} utterances",
              f"skipped   {skipped}",
              "",
-             f"{'speaker':<10}{'windows':>8}   valence classes 0-4        arousal classes 0-4"]
+             f"{'speaker':<10}{'windows':>8}   valence classes 1-5        arousal classes 1-5"]
     groups = [(s, data.speaker == s) for s in data.speakers] + [("all", np.ones(len(data), bool))]
     for name, mask in groups:
         hist = [np.bincount(data.labels(dim)[mask].astype(np.int64), minlength=NUM_CLASSES)[:NUM_CLASSES]

@@ -19,8 +19,8 @@ def plot_confusion(matrix: np.ndarray, title: str):
     ticks = range(matrix.shape[0])
     ax.set_xticks(ticks, [str(k + 1) for k in ticks])
     ax.set_yticks(ticks, [str(k + 1) for k in ticks])
-    ax.set_xlabel("predicted rating (class + 1)")
-    ax.set_ylabel("annotated rating (class + 1)")
+    ax.set_xlabel("predicted class (1-5, as rated)")
+    ax.set_ylabel("annotated class (1-5, as rated)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -267,7 +267,7 @@ class LocalRun:
             targets = frame.loc[frame["dimension"] == dim, "target"]
             base = most_frequent_baseline([r.train_majority[dim]], targets)
             lines.append(f"{dim:<10} {m['war']:>6.3f} {m['uar']:>6.3f} {m['f1']:>6.3f}   "
-                         f"{base['war']:.3f} (class {base['label']})")
+                         f"{base['war']:.3f} (class {base['label'] + 1})")
         collapsed = collapsed_folds(frame)
         if collapsed:
             lines.append(collapse_note(collapsed))
