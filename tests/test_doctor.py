@@ -85,6 +85,9 @@ def test_feature_files_must_cover_every_window(tmp_path):
 def test_a_folder_that_is_no_dataset_fails_with_its_name(tmp_path):
     check = doctor.check_dataset(str(tmp_path / "nothing"))
     assert check.status == FAIL and "nothing" in check.detail and "meta.json" in check.detail
+    # a user who never prepared a dataset is not told to do it "again"
+    assert "again" not in check.fix and "afresh" not in check.fix
+    assert check.fix.startswith("check the path, or write a dataset there: raylab data prepare")
 
 
 def test_datasets_are_found_in_results_data_and_arguments(tmp_path, monkeypatch):

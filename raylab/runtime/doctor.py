@@ -245,8 +245,13 @@ def find_datasets(results: Path, data: Sequence[str] = (), root: Path = Path("da
 
 def check_dataset(path: str) -> Check:
     """Does `meta.json` match the files? Windows, window length, speakers, feature files."""
+    write = f"raylab data prepare iemocap IEMOCAP_DIR --out {path}"
     try:
         meta = read_meta(path)
+    except DataError as err:  # no dataset there (never prepared, or a wrong path), or no JSON
+        return Check("dataset", FAIL, str(err),
+                     f"check the path, or write a dataset there: {write}")
+    try:
         if meta.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{path}/{META_FILE}: format_version {meta.get('format_version')!r}, "
                             f"this raylab reads {FORMAT_VERSION}")
@@ -258,11 +263,12 @@ def check_dataset(path: str) -> Check:
     except (DataError, OSError, KeyError, pa.ArrowException) as err:
         message = str(err) if isinstance(err, DataError) else f"{path}/{WINDOWS_FILE}: {err}"
         return Check("dataset", FAIL, message,
-                     "prepare it again (raylab data prepare ... --out DIR)")
+                     f"its files are incomplete or of another version; write it afresh: {write}")
     errors = _meta_mismatches(meta, rows, audio, table.column("speaker").to_pylist())
     if errors:
         return Check("dataset", FAIL, f"{path}: " + "; ".join(errors),
-                     "prepare it again (raylab data prepare ... --out DIR), then raylab features")
+                     f"its files disagree with its meta.json; write it afresh: {write}, then "
+                     f"raylab features {path}")
     ids = table.column("window_id").to_numpy(zero_copy_only=False)
     present, notes, status = _feature_state(path, meta, ids)
     summary = (f"{rows} windows, {len(meta.get('speakers', {}))} speakers, "
