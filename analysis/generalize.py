@@ -94,8 +94,9 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                progress: bool = False) -> Generalized:
     """One generalized signal for every (head, class) in `targets` (default: both heads × classes
     0..4) by `method` (see METHODS; None settings take the method's defaults);
-    `on_log(step, objective per signal)` every `log_every` steps, a tqdm bar with `progress`."""
-    from tqdm.auto import tqdm
+    `on_log(step, objective per signal)` every `log_every` steps; with `progress` a bar of the
+    steps with the mean objective (`raylab.runtime.console.progress`)."""
+    from raylab.runtime import console
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -145,9 +146,10 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
         value = scores - l2 * (x * x).sum(dim=1)  # eq. (4) for "paper", per row
         return value.view(-1, rows).mean(dim=0)  # mean over jittered copies: (R,)
 
-    bar = tqdm(range(steps), disable=not progress, desc=f"generalize ({method})", unit="step")
+    bar = console.progress(steps, f"generalize ({method}, {rows} signals)", "steps") \
+        if progress else None
     try:
-        for step in bar:
+        for step in range(steps):
             optimizer.zero_grad()
             value = objective()
             (-value.sum()).backward()
@@ -155,7 +157,9 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             if method == "paper":
                 with torch.no_grad():
                     x.clamp_(-1.0, 1.0)
-            bar.set_postfix(objective=f"{value.mean().item():+.3f}", refresh=False)
+            if bar is not None:
+                bar.note(f"objective {value.mean().item():+.3f}")
+                bar.advance()
             if step % log_every == 0 or step == steps - 1:
                 history.append(value.detach().cpu().tolist())
                 if on_log is not None:
@@ -164,7 +168,8 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             final = signal()
             out = model(final, *other(rows))
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
     signals, logits, probability = {}, {}, {}

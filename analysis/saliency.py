@@ -205,10 +205,16 @@ class SaliencyResult:
 def analyze(model: nn.Module, inputs: dict[str, np.ndarray], window_ids: np.ndarray,
             method: str = "guided", batch_size: int = 8, device: str = "cpu",
             keep: tuple[int, ...] = (), labels: dict[str, np.ndarray] | None = None,
-            sample_rate: int = SAMPLE_RATE) -> SaliencyResult:
-    """Saliency of every window, streamed: correlations per window, maps only for `keep` rows."""
+            sample_rate: int = SAMPLE_RATE, progress: bool = False) -> SaliencyResult:
+    """Saliency of every window, streamed: correlations per window, maps only for `keep` rows;
+    a bar of the windows done with `progress`."""
+    from raylab.runtime import console
+
     rows, kept = [], {}
+    bar = console.progress(len(window_ids), f"saliency ({method})", "windows") if progress else None
     for span, maps, targets in saliency_batches(model, inputs, method, batch_size, device):
+        if bar is not None:
+            bar.advance(span.stop - span.start)
         x = np.asarray(inputs["waveform"][span], np.float32)
         corr = window_correlations(x, maps, sample_rate)
         for i, row in enumerate(range(span.start, span.stop)):
@@ -220,6 +226,8 @@ def analyze(model: nn.Module, inputs: dict[str, np.ndarray], window_ids: np.ndar
             rows.append(record)
             if row in keep:
                 kept[row] = {head: maps[head][i] for head in HEADS}
+    if bar is not None:
+        bar.close()
     return SaliencyResult(pd.DataFrame(rows), kept)
 
 
@@ -259,7 +267,7 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
     keep = tuple(int(i) for i in np.argsort(-loudness)[:figures])  # the loudest windows
     labels = {h: dataset.labels(h)[rows] for h in HEADS}
     result = analyze(target.model, inputs, dataset.window_id[rows], method, batch_size, device,
-                     keep, labels, target.sample_rate)
+                     keep, labels, target.sample_rate, progress=True)
     summary = {"method": method, "method_name": METHOD_NAMES[method], "arch": target.arch,
                "fold": target.fold, "checkpoint": str(target.checkpoint), "windows": len(rows),
                "over": "every window of the dataset" if all_windows else
