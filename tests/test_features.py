@@ -155,7 +155,7 @@ def test_missing_features_and_bad_arguments_say_what_to_do(tmp_path):
         features.compute_features(path, workers=0)
 
 
-def test_cli_reports_each_kind(dataset, capsys):
+def test_cli_reports_each_kind(dataset, results, capsys):
     from raylab.cli import _common_options
     from raylab.cli import features as command
 
@@ -163,6 +163,6 @@ def test_cli_reports_each_kind(dataset, capsys):
     parser = argparse.ArgumentParser(parents=[common])
     command.register(parser.add_subparsers(), common)
     args = parser.parse_args(["features", str(dataset), "--mfcc", "--workers", "2"])
-    args.results = None
+    args.results, args.verbose = None, False
     assert args.func(args) == 0
     assert capsys.readouterr().out.strip() == f"mfcc: 6 windows, reused: {dataset}/features_mfcc.parquet"

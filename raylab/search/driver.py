@@ -142,8 +142,9 @@ def run_search(arch: str, data: str | None, options: SearchOptions = SearchOptio
 
 
 def _joined(address: str | None) -> contextlib.ExitStack:
-    """The search's Ray session (Tune's progress table on the driver; Ray's own logging at
-    warnings), entered; a cluster that refuses this process's token is one line."""
+    """The search's Ray session (the workers' output and Tune's status table on the driver, which
+    `raylab.runtime.console.quiet` sends to the run's log; Ray's own logging at warnings),
+    entered; a cluster that refuses this process's token is one line."""
     from raylab.runtime.ray_capacity import auth_error
 
     stack = contextlib.ExitStack()
