@@ -241,10 +241,15 @@ class StageResult:
     argv: list[str]
     rc: int
     wall: float
-    cpu: float        # CPU seconds of the whole process tree (its rusage once reaped)
     sample: Sample
     wrote: int        # bytes the stage added under the workdir
     results: int      # bytes of the results folder after it
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of the tree's processes, as last sampled (a process's last interval is
+        missed; Ray's workers are not reaped by the stage's process, so its rusage misses them)."""
+        return sum(p.cpu for p in self.sample.procs.values())
 
 
 def run_stage(name: str, argv: list[str], work: Path, interval: float) -> StageResult:
@@ -260,8 +265,7 @@ def run_stage(name: str, argv: list[str], work: Path, interval: float) -> StageR
     sampler = Sampler(proc.pid, interval)
     sampler.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
-        rc = proc.returncode = os.waitstatus_to_exitcode(status)
+        rc = proc.wait()
     except KeyboardInterrupt:
         os.killpg(proc.pid, 2)
         proc.wait()
@@ -274,7 +278,7 @@ def run_stage(name: str, argv: list[str], work: Path, interval: float) -> StageR
     if rc != 0:
         print(f"{name}: exit {rc}; the end of {log.name}:\n" + Path(log.name).read_text()[-3000:],
               file=sys.stderr)
-    return StageResult(name, argv, rc, wall, usage.ru_utime + usage.ru_stime, sampler.sample, disk_use(work) - before,
+    return StageResult(name, argv, rc, wall, sampler.sample, disk_use(work) - before,
                        disk_use(work / "results"))
 
 
@@ -329,7 +333,8 @@ def render(results: list[StageResult], args: argparse.Namespace, work: Path, dat
                     f"{r.name} ~{r.wall / args.scale / 60:.0f} min ({r.cpu / args.scale / 60:.0f} "
                     f"CPU-min)" for r in results if r.rc == 0)
                 + ".", ""]
-    out += [f"CPU s is the user + system time of the stage's whole process tree (its rusage): on "
+    out += [f"CPU s is the user + system time of the stage's process tree, summed over its "
+            f"processes as sampled: on "
             f"a shared machine it moves far less than wall time does, and on an idle machine of "
             f"{os.cpu_count()} cores a stage that keeps them all busy takes about CPU s / "
             f"{os.cpu_count()} of wall time.", ""]
@@ -367,7 +372,8 @@ def load(work: Path) -> tuple[list[StageResult], float, str]:
         sample = stage["sample"]
         sample["procs"] = {key: Proc(**p) for key, p in sample["procs"].items()}
         sample["sessions"] = {Path(x) for x in sample["sessions"]}
-        results.append(StageResult(**{**stage, "sample": Sample(**sample)}))
+        known = {k: v for k, v in stage.items() if k in StageResult.__dataclass_fields__}
+        results.append(StageResult(**{**known, "sample": Sample(**sample)}))
     return results, raw["scale"], raw["date"]
 
 
