@@ -64,22 +64,28 @@ start: {lr: 0.006, lr_decay: 0.9, momentum: 0.65, dropout: 0.3}
 """
 
 
-def stages(work: Path, turns_per_speaker: int) -> list[tuple[str, list[str]]]:
+STAGES = ("corpus", "prepare", "features", "search", "ftr", "elor")
+
+
+def stages(work: Path, turns_per_speaker: int) -> dict[str, tuple[str, list[str]]]:
+    """Each stage's key, title and `raylab` arguments, in order: the cheap ten folds first, so
+    that a run stopped in the costly one has measured every other stage."""
     data = str(work / "data")
-    return [
-        ("corpus (data demo)", ["data", "demo", "--out", str(work / "corpus"),
-                                "--turns-per-speaker", str(turns_per_speaker)]),
-        ("data prepare", ["data", "prepare", "iemocap", str(work / "corpus"), "--out", data]),
-        ("features", ["features", data]),
-        ("search: 2 trials x 1 epoch, small ELoR", [
+    return {
+        "corpus": ("corpus (data demo)", ["data", "demo", "--out", str(work / "corpus"),
+                                          "--turns-per-speaker", str(turns_per_speaker)]),
+        "prepare": ("data prepare", ["data", "prepare", "iemocap", str(work / "corpus"),
+                                     "--out", data]),
+        "features": ("features", ["features", data]),
+        "search": ("search: 2 trials x 1 epoch, small ELoR", [
             "tune", "elor", "--data", data, "--space", str(work / "space.yaml"),
             "--name", "fullscale-search"]),
-        ("ten folds x 1 epoch, small ELoR", [
+        "ftr": ("ten folds x 1 epoch, FTR", ["train", "ftr", "--data", data, "--epochs", "1",
+                                             "--name", "fullscale-ftr"]),
+        "elor": ("ten folds x 1 epoch, small ELoR", [
             "train", "elor", "--data", data, "--set", "preset=small", "--epochs", "1",
             "--name", "fullscale-elor"]),
-        ("ten folds x 1 epoch, FTR", ["train", "ftr", "--data", data, "--epochs", "1",
-                                      "--name", "fullscale-ftr"]),
-    ]
+    }
 
 
 @dataclass
@@ -244,6 +250,7 @@ class StageResult:
     sample: Sample
     wrote: int        # bytes the stage added under the workdir
     results: int      # bytes of the results folder after it
+    started: str = ""
 
     @property
     def cpu(self) -> float:
@@ -257,7 +264,7 @@ def run_stage(name: str, argv: list[str], work: Path, interval: float) -> StageR
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["RAY_debug_dump_period_milliseconds"] = "1000"
     command = [sys.executable, "-m", "raylab", "--results", str(work / "results"), *argv]
-    before = disk_use(work)
+    before, clock = disk_use(work), datetime.datetime.now().astimezone().strftime("%H:%M")
     log = open(work / "logs" / f"{len(list((work / 'logs').iterdir())):02d}-{argv[0]}.log", "w")
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
@@ -279,7 +286,7 @@ def run_stage(name: str, argv: list[str], work: Path, interval: float) -> StageR
         print(f"{name}: exit {rc}; the end of {log.name}:\n" + Path(log.name).read_text()[-3000:],
               file=sys.stderr)
     return StageResult(name, argv, rc, wall, sampler.sample, disk_use(work) - before,
-                       disk_use(work / "results"))
+                       disk_use(work / "results"), clock)
 
 
 def mb(kb_or_bytes: float, unit: str = "kB") -> str:
@@ -348,7 +355,7 @@ def render(results: list[StageResult], args: argparse.Namespace, work: Path, dat
         for proc in r.sample.procs.values():
             groups.setdefault(proc.label, []).append(proc)
         ranked = sorted(groups.items(), key=lambda kv: -max(p.rss for p in kv[1]))[:args.top]
-        out += [f"### {r.name}", "", f"`raylab {' '.join(r.argv)}`", "",
+        out += [f"### {r.name}" + (f" (started {r.started})" if r.started else ""), "", f"`raylab {' '.join(r.argv)}`", "",
                 C.markdown_table(["process", "count", "peak RSS", "peak private", "peak shared",
                                   "CPU s (all of them)"], [
                     [f"`{label}`", len(ps), mb(max(p.rss for p in ps)), mb(max(p.anon for p in ps)),
@@ -386,6 +393,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=C.BENCH_DIR / "fullscale.md")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--top", type=int, default=8, help="process groups listed per stage")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"which of {','.join(STAGES)} to run (default: all); without corpus, "
+                        "in the --workdir of an earlier run, whose figures are kept")
     parser.add_argument("--render", action="store_true",
                         help="only redraw --out from the figures of the run in --workdir")
     args = parser.parse_args()
@@ -396,18 +406,31 @@ def main() -> int:
     if not 0 < args.scale <= 10:
         parser.error(f"--scale must be in (0, 10], got {args.scale}")
     work = args.workdir.resolve()
-    if work.exists() and any(work.iterdir()):
-        parser.error(f"--workdir {work} exists and is not empty; give a new one")
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    (work / "space.yaml").write_text(SPACE)
-    turns = max(1, round(TURNS_PER_SPEAKER * args.scale))
-    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    print(f"{machine_line()}; scale {args.scale:g}: 10 speakers x {turns} turns; workdir {work}")
+    chosen = args.stages.split(",")
+    if set(chosen) - set(STAGES):
+        parser.error(f"--stages: unknown {', '.join(sorted(set(chosen) - set(STAGES)))}; "
+                     f"expected some of {','.join(STAGES)}")
     results: list[StageResult] = []
-    for name, argv in stages(work, turns):
-        results.append(run_stage(name, argv, work, args.interval))
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    if "corpus" in chosen:
+        if work.exists() and any(work.iterdir()):
+            parser.error(f"--workdir {work} exists and is not empty; give a new one")
+        (work / "logs").mkdir(parents=True, exist_ok=True)
+        (work / "space.yaml").write_text(SPACE)
+    elif not (work / "fullscale.json").is_file():
+        parser.error(f"--stages without corpus needs the --workdir of an earlier run; "
+                     f"{work / 'fullscale.json'} is missing")
+    else:
+        results, args.scale, date = load(work)
+    turns = max(1, round(TURNS_PER_SPEAKER * args.scale))
+    print(f"{machine_line()}; scale {args.scale:g}: 10 speakers x {turns} turns; workdir {work}")
+    plan = stages(work, turns)
+    for key in (k for k in STAGES if k in chosen):
+        name, argv = plan[key]
+        results = [r for r in results if r.name != name] + [run_stage(name, argv, work, args.interval)]
+        results.sort(key=lambda r: [title for title, _ in plan.values()].index(r.name))
         save(results, work, args, date)
-        r = results[-1]
+        r = next(r for r in results if r.name == name)
         top = max(r.sample.procs.values(), key=lambda p: p.rss, default=Proc("-"))
         print(f"{name}: {'exit ' + str(r.rc) + ' after ' if r.rc else ''}{r.wall:.0f} s, load "
               f"{max(r.sample.loads):.1f}, {len(r.sample.procs)} processes, largest {mb(top.rss)} "
