@@ -197,3 +197,47 @@ def test_paper_check_is_quiet_when_the_corpus_matches_and_absent_elsewhere():
     assert "valence class is 3, not the paper's 1" in warnings[2]
     assert paper_corpus_check(meta, [1, 2, 3], labels) == []          # a partial release
     assert paper_corpus_check({**meta, "corpus": "demo"}, range(1, 6), labels) == []
+
+
+LOAD_PEAK = """
+import sys
+import pyarrow as pa
+from raylab.data.dataset import load_dataset
+data = load_dataset(sys.argv[1])
+print(pa.default_memory_pool().max_memory(), data.audio.nbytes, int(data.audio[:, 7].sum()))
+"""
+
+
+def test_loading_holds_one_copy_of_the_audio(tmp_path):
+    """The audio is decoded a few windows at a time into one array: Arrow's pool never holds
+    as much as the audio itself (a whole-column read held ~4.5x: the driver of every search and
+    ten-fold run paid that; bench/fullscale.py measured it)."""
+    import subprocess
+    import sys
+
+    from raylab.data.dataset import DatasetWriter, Window
+
+    windows, samples = 1536, 96_000  # six row groups, 295 MB of int16
+    with DatasetWriter(tmp_path / "ds", samples) as writer:
+        writer.add(Window(f"w{i}", f"u{i}", f"Ses0{1 + i % 5}F", 1 + i % 5, 0,
+                          np.full(samples, i % 7, np.int16), i % 5, 0) for i in range(windows))
+        writer.commit({"sample_rate": SR, "min_last_samples": samples // 2, "evaluator": "E2",
+                       "source": "test", "corpus": "demo", "speakers": {}, "utterances": windows,
+                       "skipped": {}})
+    done = subprocess.run([sys.executable, "-c", LOAD_PEAK, str(tmp_path / "ds")],
+                          capture_output=True, text=True, check=True)
+    peak, audio, column = map(int, done.stdout.split())
+    assert audio == windows * samples * 2
+    assert column == sum(i % 7 for i in range(windows))  # every window in its row, in order
+    assert peak < audio / 2
+
+
+def test_window_samples_that_do_not_match_the_audio_fail_in_one_line(iemocap_dataset, tmp_path):
+    import json
+
+    copy = shutil.copytree(iemocap_dataset, tmp_path / "ds")
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "window_samples": 48_000}))
+    with pytest.raises(DataError, match=r"meta.json: window_samples 48000, but windows.parquet "
+                                         r"holds windows of 96000 samples"):
+        load_dataset(copy)
