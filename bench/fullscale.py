@@ -150,6 +150,9 @@ def label_of(argv: list[str]) -> str:
         rest = argv[argv.index("-m") + 2:]
         words = [w for w in rest if not w.startswith("-") and "/" not in w]
         return "raylab " + " ".join(words[:1])
+    if "-c" in argv[1:3]:  # e.g. multiprocessing's forkserver of Ray's dashboard
+        code = argv[argv.index("-c") + 1:][:1] or [""]
+        return "python -c " + " ".join(code[0].split(";")[0].split()[:2])
     names = [Path(a).name for a in argv[:3] if a.endswith(".py")]
     return names[0] if names else Path(argv[0]).name
 

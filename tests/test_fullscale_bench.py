@@ -72,6 +72,8 @@ def test_labels_name_the_ray_worker_and_the_command(bench) -> None:
     assert bench.label_of(["/v/bin/python", "-m", "raylab", "--results", "/r", "tune", "elor"]) == \
         "raylab tune"
     assert bench.label_of(["/v/bin/python", "-u", "/x/log_monitor.py", "--a=1"]) == "log_monitor.py"
+    assert bench.label_of(["/v/bin/python", "-B", "-c", "from multiprocessing.forkserver import "
+                           "main; main(1, 2)"]) == "python -c from multiprocessing.forkserver"
 
 
 @pytest.mark.slow
