@@ -215,15 +215,16 @@ def test_loading_holds_one_copy_of_the_audio(tmp_path):
     import subprocess
     import sys
 
+    from raylab import DEFAULT_EVALUATOR, WINDOW_SAMPLES as samples
     from raylab.data.dataset import DatasetWriter, Window
 
-    windows, samples = 1536, 96_000  # six row groups, 295 MB of int16
+    windows = 1536  # six row groups, 295 MB of int16
     with DatasetWriter(tmp_path / "ds", samples) as writer:
         writer.add(Window(f"w{i}", f"u{i}", f"Ses0{1 + i % 5}F", 1 + i % 5, 0,
                           np.full(samples, i % 7, np.int16), i % 5, 0) for i in range(windows))
-        writer.commit({"sample_rate": SR, "min_last_samples": samples // 2, "evaluator": "E2",
-                       "source": "test", "corpus": "demo", "speakers": {}, "utterances": windows,
-                       "skipped": {}})
+        writer.commit({"sample_rate": SR, "min_last_samples": samples // 2,
+                       "evaluator": DEFAULT_EVALUATOR, "source": "test", "corpus": "demo",
+                       "speakers": {}, "utterances": windows, "skipped": {}})
     done = subprocess.run([sys.executable, "-c", LOAD_PEAK, str(tmp_path / "ds")],
                           capture_output=True, text=True, check=True)
     peak, audio, column = map(int, done.stdout.split())
