@@ -43,7 +43,7 @@ test: setup
 	$(PY) -m pytest -q
 
 # A head and two worker nodes of Ray and an MLflow server on this machine (tests/test_multinode.py):
-# minutes on a 2-core laptop, so apart from `make test`.
+# `make test` runs its fast tests; this runs them all, the fault injections (also marked slow) too.
 test-cluster: setup
 	$(PY) -m pytest -q -m cluster
 

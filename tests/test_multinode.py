@@ -251,6 +251,7 @@ def test_trials_no_node_holds_are_refused_naming_flags_that_fit(cluster, searche
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-cluster
 def test_a_driver_killed_mid_run_resumes_without_losing_or_repeating_a_fold(cluster, trained):
     """`raylab train` SIGKILLed once its first fold is installed, then `--resume`: the lock died
     with it, the finished fold is kept (not trained again), the one cut off is trained, and the
@@ -291,6 +292,7 @@ def test_a_driver_killed_mid_run_resumes_without_losing_or_repeating_a_fold(clus
     assert client.get_run(parent).info.status == "FINISHED"
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-cluster
 def test_a_node_lost_mid_search_costs_no_trial_and_leaves_nothing_running(cluster, trained):
     """A worker node removed while the search's trials run: the trials it hosted are retried
     (--max-failures), the search reaches its budget, and no MLflow run stays RUNNING."""
@@ -332,6 +334,7 @@ def test_a_node_lost_mid_search_costs_no_trial_and_leaves_nothing_running(cluste
                                               for r in lost])
 
 
+@pytest.mark.slow  # minutes on 2 cores: make test-cluster
 def test_a_node_lost_mid_tenfold_run_costs_no_fold_and_leaves_nothing_running(cluster):
     """A worker node removed while the folds train (one per node): the fold it hosted is retried
     by Ray Train within --max-failures on the nodes left, all folds finish, and every fold run is
