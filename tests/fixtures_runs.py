@@ -67,20 +67,20 @@ def resumed_search(ray_local, demo_dataset, tmp_path_factory):
     """`run_search` of TINY named `tiny`: two trials at once, Ctrl-C (as Tune receives it) when
     the first finishes (the second may be cut off in the middle), then `resume=True` to the
     budget of three. `first` and `done` are the two SearchResults."""
-    from raylab.search.driver import run_search
+    from raylab.search.driver import SearchOptions, run_search
 
     results = tmp_path_factory.mktemp("search") / "results"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAYLAB_RESULTS", str(results))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("RAYLAB_STORAGE", raising=False)
-        first = run_search("elor", str(demo_dataset), TINY, results=results, name="tiny",
-                           callbacks=[InterruptAfter(1)])
+        first = run_search("elor", str(demo_dataset), SearchOptions(TINY, name="tiny"),
+                           results=results, callbacks=[InterruptAfter(1)])
         again = None
         try:
-            run_search("elor", str(demo_dataset), TINY, results=results, name="tiny")
+            run_search("elor", str(demo_dataset), SearchOptions(TINY, name="tiny"), results=results)
         except Exception as err:  # noqa: BLE001  (the test checks it)
             again = err
-        done = run_search("elor", None, resume=True, results=results, name="tiny")
+        done = run_search("elor", None, SearchOptions(resume=True, name="tiny"), results=results)
     return SimpleNamespace(first=first, again=again, done=done, results=results,
                            tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
