@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 # The main job on the built-in demo corpus, command by command, as a user would type them:
 # dataset -> features -> TPE search -> ten-fold training -> Table 5 -> saliency and generalized
-# signals. Re-running starts the runs afresh; the demo corpus and its features are reused.
+# signals. Re-running starts the runs afresh (`raylab runs delete` removes each run's folder, Ray
+# state and MLflow runs together); the demo corpus and its features are reused.
 RAYLAB := $(VENV)/bin/raylab --results $(DEMO_RESULTS)
 demo: setup
-	rm -rf $(DEMO_RESULTS)/demo-elor-search $(DEMO_RESULTS)/demo-elor $(DEMO_RESULTS)/demo-ftr $(DEMO_RESULTS)/ray
+	$(RAYLAB) runs delete demo-elor-search demo-elor demo-ftr --missing-ok
 	$(RAYLAB) data info
 	$(RAYLAB) features
 	$(RAYLAB) tune elor --name demo-elor-search

@@ -27,6 +27,13 @@ def _positive(name: str, value: float | None) -> None:
         raise ConfigError(f"--{name} {value}: expected a number > 0")
 
 
+def _print_mlflow(target, summary: dict) -> None:
+    from analysis.runs import mlflow_lines
+
+    for line in mlflow_lines(target, summary.get("mlflow_run_id")):
+        print(line)
+
+
 def saliency(args) -> int:
     from analysis.saliency import format_summary, run_saliency
 
@@ -36,10 +43,12 @@ def saliency(args) -> int:
         raise ConfigError(f"--sanity-windows {args.sanity_windows}: expected 0 (skip) or more")
     if args.figures < 0:
         raise ConfigError(f"--figures {args.figures}: expected 0 (none) or more")
-    summary = run_saliency(_target(args), args.method, args.windows, args.out, args.batch_size,
+    target = _target(args)
+    summary = run_saliency(target, args.method, args.windows, args.out, args.batch_size,
                            _device(args), args.figures, track=not args.no_track,
                            all_windows=args.all_windows, sanity_windows=args.sanity_windows)
     print(format_summary(summary))
+    _print_mlflow(target, summary)
     return 0
 
 
@@ -53,10 +62,12 @@ def generalize(args) -> int:
     if args.init != "noise" and args.method != "paper":
         raise ConfigError(f"--init {args.init} goes with --method paper; {args.method} starts from "
                           "its own seeded parameters")
-    summary = run_generalize(_target(args), args.steps, args.l2, args.lr, args.init, args.seed,
+    target = _target(args)
+    summary = run_generalize(target, args.steps, args.l2, args.lr, args.init, args.seed,
                              args.init_scale, args.out, _device(args), track=not args.no_track,
                              method=args.method)
     print(format_summary(summary))
+    _print_mlflow(target, summary)
     return 0
 
 
@@ -65,10 +76,12 @@ def sanity(args) -> int:
 
     for name in ("windows", "epochs", "train_windows", "batch_size"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    summary = run_sanity(_target(args), tuple(args.methods), args.windows, args.epochs,
+    target = _target(args)
+    summary = run_sanity(target, tuple(args.methods), args.windows, args.epochs,
                          not args.no_permuted, args.seed, args.out, args.batch_size,
                          _device(args), args.train_windows, track=not args.no_track)
     print(format_summary(summary))
+    _print_mlflow(target, summary)
     return 0
 
 

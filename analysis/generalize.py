@@ -268,7 +268,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
     summary["out"] = str(final)
     summary["table6"] = table
     summary["mlflow_run_id"] = runs.publish(
-        target, final, {f"analysis_generalize_{c['dimension']}_{c['measure']}_spearman":
+        target, final, {f"generalize_{c['dimension']}_{c['measure']}_spearman":
                         c["spearman"] for c in checks if c["spearman"] is not None}, track)
     return summary
 

@@ -167,12 +167,24 @@ def train_params(target: Target) -> dict[str, Any]:
 
 def publish(target: Target, out: Path, metrics: dict[str, float], track: bool = True) -> str | None:
     """Log the output folder as artifacts `analysis/<folder>` of the run's MLflow run (and the
-    headline numbers as metrics); returns the run id, or None when nothing was logged."""
+    headline numbers as metrics `analysis/<name>`); returns the run id, or None when nothing was
+    logged."""
     if not track or not target.mlflow_run_id:
         return None
+    from raylab.report.metric_names import analysis_metrics
     from raylab.runtime.tracking import Run, Tracker
 
     run = Run(Tracker(target.results).client, target.mlflow_run_id)
     run.log_artifacts(out, f"analysis/{out.name}")
-    run.log_metrics({k: v for k, v in metrics.items() if v is not None})
+    run.log_metrics(analysis_metrics(metrics))
     return target.mlflow_run_id
+
+
+def mlflow_lines(target: Target, run_id: str | None) -> list[str]:
+    """Where the analysis is in the MLflow UI: the page of the run it was logged to."""
+    if not run_id:
+        return []
+    from raylab.runtime.tracking import Tracker, ui_lines
+
+    tracker = Tracker(target.results)
+    return ui_lines(tracker.uri, tracker.client.get_run(run_id).info.experiment_id, run_id)

@@ -301,7 +301,7 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
     corr = summary["correlations"]
     summary["out"] = str(final)
     summary["mlflow_run_id"] = runs.publish(target, final, {
-        f"analysis_{method}_{key}_mean": corr[key]["mean"]
+        f"{method}_{key}_mean": corr[key]["mean"]
         for key in ("signed_valence", "signed_arousal", "abs_valence", "abs_arousal",
                     "positive_valence", "positive_arousal", "envelope_valence",
                     "envelope_arousal", "heads")},

@@ -213,7 +213,7 @@ def run_sanity(target, methods: tuple[str, ...] = METHODS, windows: int = 16,
         (tmp / "sanity_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     summary["out"], summary["table"] = str(final), wide
     summary["mlflow_run_id"] = runs.publish(
-        target, final, {f"analysis_sanity_{m}_fully_random": v["fully_random"]
+        target, final, {f"sanity_{m}_fully_random": v["fully_random"]
                         for m, v in summary["verdicts"].items()}, track)
     return summary
 

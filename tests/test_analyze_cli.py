@@ -97,7 +97,7 @@ def test_saliency_by_mlflow_run_id_writes_files_and_artifacts(trained, capsys, m
     client = Tracker(trained["results"]).client
     names = [a.path for a in client.list_artifacts(run.mlflow_run_id, "analysis/saliency-Ses03F")]
     assert "analysis/saliency-Ses03F/saliency_summary.json" in names
-    assert "analysis_guided_heads_mean" in client.get_run(run.mlflow_run_id).data.metrics
+    assert "analysis/guided_heads_mean" in client.get_run(run.mlflow_run_id).data.metrics
 
 
 def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, capsys):

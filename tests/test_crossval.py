@@ -4,11 +4,9 @@ leakage guard, and `raylab report` over it. Each TorchTrainer start costs second
 shared by most tests and the fault/resume test adds two single-fold runs."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,36 +16,9 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from raylab import DIMENSIONS
 from raylab.errors import ConfigError, DataError
+from tests.fixtures_runs import TOY
 
-TOY = dict(conv1_filters=4, conv1_kernel=40, pool1=8, conv2_filters=4, conv2_kernel=8, pool2=8,
-           conv3_filters=4, conv3_kernel=8, pool3=8, hidden1=16, hidden2=8, epochs=1,
-           batch_size=16, lr=0.01)
 RESOURCES = dict(cpus_per_worker=0.5, max_failures=0)  # two one-worker folds fit in 2 CPUs at once
-
-
-@pytest.fixture(scope="module")
-def tenfold(ray_local, demo_dataset, tmp_path_factory):
-    """`raylab train elor` on two folds (toy size, 1 epoch) on Ray Train, tracked in a SQLite
-    MLflow store: what it printed, and what it wrote."""
-    from raylab.cli import main
-    from raylab.data.dataset import load_dataset
-
-    results = tmp_path_factory.mktemp("crossval") / "results"
-    folds = load_dataset(demo_dataset, audio=False).speakers[:3]
-    sets = [arg for key, value in TOY.items() for arg in ("--set", f"{key}={value}")]
-    printed = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("RAYLAB_STORAGE", raising=False)
-        code = main(["--results", str(results), "train", "elor", "--data", str(demo_dataset),
-                     "--folds", ",".join(folds[:2]), "--cpus-per-worker", "0.5",
-                     "--max-failures", "0", *sets])
-    run_dir = results / "elor-tenfold"
-    run = json.loads((run_dir / "run.json").read_text())
-    return SimpleNamespace(code=code, text=printed.getvalue(), results=results, run_dir=run_dir,
-                           name=run_dir.name, run=run, trained=run["completed"], spare=folds[2],
-                           summary=json.loads((run_dir / "summary.json").read_text()),
-                           tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
 
 
 def _pooled_predictions(run_dir) -> pd.DataFrame:
@@ -117,7 +88,7 @@ def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
     parent = client.get_run(tenfold.run["mlflow_run_id"])
     assert parent.data.tags["raylab.kind"] == "crossval" and parent.info.status == "FINISHED"
     assert parent.data.tags["raylab.run_dir"] == str(tenfold.run_dir)
-    assert parent.data.metrics["pooled_arousal_war"] == \
+    assert parent.data.metrics["test/pooled_arousal_war"] == \
         pytest.approx(tenfold.summary["pooled"]["arousal"]["war"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"table.md", "summary.json", "confusion_pooled_arousal.png",
@@ -125,10 +96,9 @@ def test_mlflow_parent_run_with_a_child_per_fold(tenfold):
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.tags["raylab.fold"] for c in children) == sorted(tenfold.trained)
-    assert all("train_loss" in c.data.metrics for c in children)
-    # the pyfunc models (raylab.predict.mlflow_model): the ensemble on the parent, a fold's on each child
-    for run_id in (parent.info.run_id, *(c.info.run_id for c in children)):
-        assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
+    assert all("train/loss" in c.data.metrics for c in children)
+    # the pyfunc model (raylab.predict.mlflow_model): the ensemble of the folds, on the parent only
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(parent.info.run_id, "model")}
     assert all(c.data.params["compute_dtype"] == "fp32" for c in children)
     params = parent.data.params
     config = yaml.safe_load((tenfold.run_dir / "config.yaml").read_text())
@@ -211,7 +181,7 @@ def test_resume_trains_only_what_is_missing_and_a_failed_fold_is_reported(tenfol
         [client.get_run(run["mlflow_run_id"]).info.experiment_id],
         f"tags.mlflow.parentRunId = '{run['mlflow_run_id']}'")
     assert [c.data.tags["raylab.fold"] for c in children] == [lost]  # only the lost fold ran
-    assert children[0].data.params["workers"] == "2" and "train_loss" in children[0].data.metrics
+    assert children[0].data.params["workers"] == "2" and "train/loss" in children[0].data.metrics
     assert client.get_run(run["mlflow_run_id"]).info.status == "FAILED"  # a fold failed
 
 
@@ -251,7 +221,9 @@ def test_bad_requests_fail_before_ray_starts(demo_dataset, tmp_path):
         run_crossval("elor", demo_dataset, TOY, CrossvalOptions(name="../x"), results=results)
 
 
-def test_fold_child_runs_log_the_checkpoint(tenfold):
+def test_each_checkpoint_is_stored_once_in_the_folder_and_once_in_the_model(tenfold):
+    """The fold's folder holds its files; Ray's storage keeps no fold checkpoint once copied;
+    MLflow holds each checkpoint once, inside the parent's model, and the fold runs' figures."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tenfold.tracking_uri)
@@ -259,8 +231,14 @@ def test_fold_child_runs_log_the_checkpoint(tenfold):
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     for child in children:
-        logged = {a.path for a in client.list_artifacts(child.info.run_id, "fold")}
-        assert {"fold/checkpoint.pt", "fold/predictions.parquet", "fold/split.json"} <= logged
+        logged = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert logged == {"confusion_arousal.png", "confusion_valence.png"}
+    stored = sorted(p.relative_to(tenfold.results) for p in tenfold.results.rglob("checkpoint.pt"))
+    in_model = [p for p in stored if p.parts[0] == "mlartifacts"]
+    assert sorted(p for p in stored if p not in in_model) == sorted(
+        Path("elor-tenfold", "folds", fold, "checkpoint.pt") for fold in tenfold.trained)
+    assert len(in_model) == len(tenfold.trained)  # the parent's model: one per fold
+    assert not list((tenfold.results / "ray").rglob("checkpoint_0*"))
 
 
 def test_gpus_per_worker_follow_the_cluster_unless_given():

@@ -110,6 +110,6 @@ def test_a_trial_killed_for_memory_is_its_failure_and_the_search_goes_on(
     assert all(r.info.status != "RUNNING" for r in runs), [(r.data.tags, r.info.status) for r in runs]
     killed = [r for r in runs if r.data.tags.get("raylab.trial_id") == victim["trial_id"]]
     assert len(killed) == 1 and killed[0].info.status == "FAILED"
-    assert "val_acc_mean" in killed[0].data.metrics  # the epoch it lived to report
+    assert "val/mean_war" in killed[0].data.metrics  # the epoch it lived to report
     parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
     assert parent.info.status == "FINISHED" and parent.data.tags["raylab.trials_failed"] == "1"

@@ -2,35 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
-from ray.tune import Callback
 
 from raylab.errors import ConfigError
 from raylab.search.driver import SearchOptions, run_search
 from raylab.train.params import PAPER_HPARAMS, load_params_file
 
-SPACES = Path(__file__).parent / "data" / "search_spaces"
-TINY = SPACES / "ok_tiny_elor.yaml"      # 3 trials of 2 epochs of a toy ELoR
+from tests.fixtures_runs import SPACES, TINY
+
 FAILING = SPACES / "ok_failing_trial.yaml"  # its first point cannot be built
-
-
-class InterruptAfter(Callback):
-    """Sends the driver the signal Ray Tune treats as Ctrl-C once `n` trials have finished.
-
-    The condition counts finished trials of the whole search, so the copy of this callback that
-    `Tuner.restore` brings back does not fire again in the resumed search.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if sum(t.status == "TERMINATED" or t is trial for t in trials) == self.n:
-            os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def _runs(results: Path) -> list:
@@ -41,22 +23,19 @@ def _runs(results: Path) -> list:
     return client, client.search_runs(ids)
 
 
-def test_search_resumes_to_the_budget_and_tracks_each_trial_once(ray_local, demo_dataset,
-                                                                  results):
+def test_search_resumes_to_the_budget_and_tracks_each_trial_once(resumed_search, demo_dataset):
     # two trials at once; Ctrl-C (as Tune receives it) when the first finishes, the second may
-    # be cut off in the middle
-    first = run_search("elor", str(demo_dataset), SearchOptions(TINY, name="tiny"),
-                       results=results, callbacks=[InterruptAfter(1)])
+    # be cut off in the middle; then --resume
+    first, done, results = resumed_search.first, resumed_search.done, resumed_search.results
     assert not first.complete and 1 <= len(first.trials) <= 2
     assert any(t.status == "FINISHED" for t in first.trials)
     paper = PAPER_HPARAMS["elor"]
     searched = ("batch_size", "lr", "lr_decay", "momentum", "l2")
     # the first trial proposed is the paper's configuration (Table 1)
     assert {k: first.trials[0].params[k] for k in searched} == {k: paper[k] for k in searched}
-    with pytest.raises(ConfigError, match="a search named 'tiny' exists"):
-        run_search("elor", str(demo_dataset), SearchOptions(TINY, name="tiny"), results=results)
+    assert isinstance(resumed_search.again, ConfigError)
+    assert "a search named 'tiny' exists" in str(resumed_search.again)
 
-    done = run_search("elor", None, SearchOptions(resume=True, name="tiny"), results=results)
     assert done.complete and len(done.trials) == 3
     assert len({t.trial_id for t in done.trials}) == 3
     assert all(t.status == "FINISHED" and t.epochs == 2 for t in done.trials)
@@ -82,10 +61,10 @@ def test_search_resumes_to_the_budget_and_tracks_each_trial_once(ray_local, demo
     assert all(r.info.status == "KILLED" for r in children if r not in finished)
     for child in finished:
         trial = next(t for t in done.trials if t.trial_id == child.data.tags["raylab.trial_id"])
-        history = client.get_metric_history(child.info.run_id, "val_acc_mean")
+        history = client.get_metric_history(child.info.run_id, "val/mean_war")
         assert sorted(m.step for m in history) == [1, 2]
-        assert child.data.metrics["final_val_acc_mean"] == trial.value
-        assert not any(k.startswith("test_") for k in child.data.metrics)
+        assert child.data.metrics["val/mean_war"] == trial.value  # the last epoch's
+        assert not any(k.startswith("test") for k in child.data.metrics)
         assert float(child.data.params["lr"]) == trial.params["lr"]
 
     run_dir = results / "tiny"
@@ -210,10 +189,14 @@ def test_an_interrupted_search_marks_its_best_yaml_partial_and_keeps_the_address
     assert load_params_file(path, "elor") == {"lr": 0.01}
     assert "partial" not in write_best(tmp_path, "elor", "val_acc_mean", trial).read_text()
     result = SearchResult("s", "elor", "val_acc_mean", "max", 4, (trial,), tmp_path, "", path,
-                          "r1", "http://head:5000", ("lr",), address="10.0.0.1:6379")
+                          "r1", "http://head:5000", ("lr",), address="10.0.0.1:6379",
+                          experiment_id="7")
     shown = format_summary(result)
     assert "raylab tune elor --name s --resume --address 10.0.0.1:6379" in shown
-    assert "MLflow UI: open http://head:5000" in shown
+    # a tracking server: its own address, opening the runs table; no `mlflow ui` to start
+    assert shown.endswith("MLflow runs: http://head:5000/#/experiments/7/runs"
+                          "?workflowType=machine_learning")
+    assert "backend-store-uri" not in shown
 
 
 def test_a_trial_cut_off_before_its_first_report_is_known_by_its_folder():
@@ -222,6 +205,17 @@ def test_a_trial_cut_off_before_its_first_report_is_known_by_its_folder():
     folder = "_trial_93d5500f_1_batch_size=15,l2=0.0000_2026-11-30_01-17-27"
     assert trial_id_of(folder) == "93d5500f"
     assert trial_id_of("_trial_93d5500f_00001_3_x=1_2026-11-30") == "93d5500f_00001"
+
+
+def test_trials_are_named_by_their_number_in_the_order_tune_created_them():
+    from raylab.search.ray_tune import trial_number, trial_run_name
+
+    assert trial_number("_trial_93d5500f_7_batch_size=15,l2=0.0000_2026-11-30_01-17-27") == 7
+    assert trial_number("_trial_93d5500f_00001_12_x=1_2026-11-30") == 12
+    assert trial_number("no-number-here") is None
+    assert trial_run_name("elor-search", 7, 70) == "elor-search #07"
+    assert trial_run_name("elor-search", 7, 4) == "elor-search #07"
+    assert trial_run_name("big", 7, 250) == "big #007"
 
 
 def test_a_wrong_token_is_one_line_not_a_traceback(demo_dataset, results, monkeypatch, capsys):

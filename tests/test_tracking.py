@@ -33,7 +33,7 @@ def test_a_run_logs_params_metrics_config_figures_and_artifacts(results, tmp_pat
         run.log_params({"lr": 0.01, "nested": {"a": 1}, "long": "x" * 7000})
         for epoch in (1, 2):
             run.log_metrics({"val_uar": 0.1 * epoch, "nan": float("nan")}, step=epoch)
-        tracking.log_config({"arch": "elor", "params": {"lr": 0.01}})  # module form: the current run
+        run.log_config({"arch": "elor", "params": {"lr": 0.01}})
         fig, ax = plt.subplots()
         run.log_figure(fig, "plot.png")
         plt.close(fig)
@@ -93,9 +93,10 @@ def test_disabled_tracking_is_a_no_op(results):
         run.log_params({"a": 1})
         run.log_metrics({"b": 2.0}, step=1)
         run.log_config({"c": 3})
-        tracking.log_metrics({"d": 4.0})
+        run.set_tags({"d": 4})
+        run.log_dataset("data", "abc", "/data", {"windows": 1})
     assert run.run_id is None and not (results / "mlflow.db").exists()
-    tracking.log_metrics({"outside": 1.0})  # no run open: nothing happens
+    assert tracker.uri is None and tracking.Run().experiment_id is None
 
 
 def test_a_job_can_end_its_run_failed_and_close_children_left_running(results):
@@ -120,3 +121,62 @@ def test_a_job_can_end_its_run_failed_and_close_children_left_running(results):
 def test_the_ui_of_a_tracking_server_is_its_own_address():
     assert tracking.ui_command("http://10.0.0.5:5000") == "open http://10.0.0.5:5000"
     assert tracking.ui_command("sqlite:////r/mlflow.db") == "mlflow ui --backend-store-uri sqlite:////r/mlflow.db"
+
+
+def test_the_printed_address_opens_the_runs_table_of_the_experiment():
+    local = tracking.ui_lines("sqlite:////r/mlflow.db", "3")
+    assert local == ["MLflow runs: http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning",
+                     "  (start the UI first: mlflow ui --backend-store-uri sqlite:////r/mlflow.db)"]
+    server = tracking.ui_lines("https://mlflow.lab:5000/", "3", "abc")
+    assert server == ["MLflow runs: https://mlflow.lab:5000/#/experiments/3/runs/abc"
+                      "?workflowType=machine_learning"]
+    assert not any("--backend-store-uri http" in line for line in server)
+
+
+def test_runs_carry_source_user_commit_and_children_inherit_them(results, monkeypatch):
+    monkeypatch.setattr(tracking, "_command", ["raylab", "tune", "elor", "--name", "a b"])
+    tracker = tracking.Tracker(results)
+    with tracker.start_run("parent", tags={tracking.NOTE_TAG: "what it is"}) as parent:
+        parent.log_dataset("demo-data", "0123abcd", str(results / "demo-data"),
+                           {"windows": 12, "evaluator": "E2"})
+        with tracker.start_run("child", parent_run_id=parent.run_id) as child:
+            pass
+    client = tracker.client
+    tags = client.get_run(parent.run_id).data.tags
+    assert tags[tracking.SOURCE_NAME] == "raylab tune elor --name 'a b'"
+    assert tags[tracking.NOTE_TAG] == "what it is" and tags[tracking.USER_TAG]
+    commit = tracking.git_commit()
+    assert tags.get(tracking.GIT_COMMIT) == commit
+    assert commit is None or len(commit) == 40
+    child_tags = client.get_run(child.run_id).data.tags
+    assert {k: child_tags.get(k) for k in tracking.SOURCE_TAGS} == \
+        {k: tags.get(k) for k in tracking.SOURCE_TAGS}
+    inputs = client.get_run(parent.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("demo-data", "0123abcd")]
+    experiment = client.get_experiment(parent.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_checkout_that_is_not_raylabs_own_gives_no_commit(monkeypatch):
+    import subprocess
+
+    tracking.git_commit.cache_clear()
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, stdout="/somewhere/else\n" + "a" * 40 + "\n", stderr=""))
+    try:
+        assert tracking.git_commit() is None
+    finally:
+        tracking.git_commit.cache_clear()
+
+
+def test_deleting_runs_takes_their_children_along(results):
+    tracker = tracking.Tracker(results)
+    with tracker.start_run("gone", tags={tracking.RUN_DIR_TAG: str(results / "gone")}) as gone:
+        with tracker.start_run("gone-child", parent_run_id=gone.run_id):
+            pass
+    with tracker.start_run("kept", tags={tracking.RUN_DIR_TAG: str(results)}):
+        pass
+    doomed = lambda tags: tags.get(tracking.RUN_DIR_TAG) == str(results / "gone")
+    assert sorted(tracking.delete_runs_where(tracker, doomed)) == ["gone", "gone-child"]
+    active = tracker.client.search_runs([tracker.experiment_id(tracking.DEFAULT_EXPERIMENT)])
+    assert [r.info.run_name for r in active] == ["kept"]

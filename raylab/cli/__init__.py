@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 
 from raylab import __version__
 from raylab.errors import RaylabError
-from raylab.runtime import hostmem
+from raylab.runtime import hostmem, tracking
 
 COMMAND_MODULES = (
     "raylab.cli.data",
@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "raylab.cli.train",
     "raylab.cli.tune",
     "raylab.cli.report",
+    "raylab.cli.runs",
     "raylab.cli.predict",
     "raylab.cli.serve",
     "raylab.cli.doctor",
@@ -112,6 +113,7 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tracking.set_command(["raylab", *(sys.argv[1:] if argv is None else argv)])
     args.results = getattr(args, "results", None)
     args.debug = getattr(args, "debug", False)
     args.verbose = getattr(args, "verbose", False)

@@ -20,10 +20,19 @@ def register(subparsers, common) -> None:
     parser.add_argument("--out", metavar="FILE", type=Path, help="write the table to FILE (default: print it)")
     parser.add_argument("--runs", nargs="+", metavar="NAME",
                         help="run folders to report (default: the latest run of each network)")
+    parser.add_argument("--no-track", action="store_true",
+                        help="do not log the table as the MLflow run `table5`")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    text = write_report(results_dir(args.results), args.format, args.out, args.runs)
+    results = results_dir(args.results)
+    text = write_report(results, args.format, args.out, args.runs)
     print(f"wrote {args.out}" if args.out else text, end="\n" if args.out else "")
+    if not args.no_track:
+        from raylab.report.table5_run import log_table5
+        from raylab.runtime.tracking import ui_lines
+
+        uri, experiment, run_id = log_table5(results, args.runs)
+        print("\n".join(ui_lines(uri, experiment, run_id)))
     return 0

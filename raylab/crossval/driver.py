@@ -50,6 +50,7 @@ class CrossvalResult:
     notes: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
     address: str | None = None  # the Ray cluster it ran on (--address), for the resume hint
+    experiment_id: str | None = None  # the MLflow experiment of its runs
 
     @property
     def exit_code(self) -> int:
@@ -70,8 +71,10 @@ class CrossvalResult:
                          f"`raylab train {self.run['arch']} --name {self.name} --resume"
                          + (f" --address {self.address}" if self.address else "") + "`")
         lines.append(f"run folder: {self.run_dir}")
-        if self.tracking_uri:
-            lines.append(f"MLflow: run {self.run.get('mlflow_run_id')} in {self.tracking_uri}")
+        if self.tracking_uri and self.experiment_id:
+            from raylab.runtime.tracking import ui_lines
+
+            lines += ui_lines(self.tracking_uri, self.experiment_id)
         return "\n".join(lines) + "\n"
 
 
@@ -170,6 +173,7 @@ class _Plan:
     arrays: Any
     notes: list[str]
     resumed: bool
+    dataset: dict  # `raylab.data.dataset.dataset_record`
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
     shows a bar of the epochs done over all folds (`raylab.runtime.console.progress`).
     """
     from raylab.runtime.settings import results_dir
-    from raylab.runtime.tracking import (ARCH_TAG, KIND_TAG, RUN_DIR_TAG, Tracker,
+    from raylab.runtime.tracking import (ARCH_TAG, KIND_TAG, NOTE_TAG, RUN_DIR_TAG, Tracker,
                                          close_stale_children)
     from raylab.train.params import recorded_settings, split_params
 
@@ -250,8 +254,13 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             for key, value in settings.items():
                 setattr(run, key, value)
             write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(plan.config, sort_keys=False))
+        profile = plan.dataset["profile"]
+        note = (f"Ten-fold leave-one-speaker-out training of {arch} on {plan.dataset['name']} "
+                f"({profile['windows']} windows, evaluator {profile['evaluator']}): one child "
+                f"run per fold ({', '.join(plan.folds)}), the pooled test figures here. "
+                f"Folder: {run_dir}")
         with tracker.start_run(plan.name, tags={KIND_TAG: "crossval", ARCH_TAG: arch,
-                                                RUN_DIR_TAG: str(run_dir)},
+                                                RUN_DIR_TAG: str(run_dir), NOTE_TAG: note},
                                run_id=_reopen(tracker, run.mlflow_run_id)) as parent:
             run.mlflow_run_id = parent.run_id
             close_stale_children(tracker, parent.run_id)  # fold runs of a killed attempt
@@ -261,6 +270,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                                    "dataset": run.dataset, "workers_per_fold": workers_per_fold,
                                    "gpus_per_worker": gpus})
                 parent.log_config(plan.config)
+                parent.log_dataset(**plan.dataset)
             if plan.todo:
                 from raylab.crossval.ray_train import FoldJob, train_folds
 
@@ -268,7 +278,8 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
                               storage=plan.config["storage"], workers=workers_per_fold,
                               cpus=cpus_per_worker, gpus=gpus, max_failures=max_failures,
                               tracking_uri=tracker.uri, parent_run_id=parent.run_id,
-                              created=datetime.fromisoformat(run.created))
+                              created=datetime.fromisoformat(run.created),
+                              dataset=plan.dataset)
                 failed = train_folds(job, plan.arrays, plan.todo, run_dir / FOLDS_DIR,
                                      plan.config["resolved"]["train"]["epochs"], address, progress)
             finished = finished_folds(run_dir)
@@ -279,7 +290,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             summary = summarize_run(run_dir) if run.completed else None
             if summary:
                 _log_parent(parent, run_dir, summary)
-            if run.completed and parent.enabled:  # the ensemble of the finished folds
+            if run.completed and parent.enabled:  # the ensemble: the checkpoints' one MLflow copy
                 from raylab.predict.mlflow_model import log_model
                 from raylab.predict.runs import fold_checkpoints
 
@@ -291,7 +302,7 @@ def run_crossval(arch: str, data: str | os.PathLike | None = None, params: dict 
             parent.end_as(parent_status(failed, unfinished))
     return CrossvalResult(plan.name, run_dir, run.to_dict(), [f for f in plan.todo if f in finished],
                           plan.skipped, failed, unfinished, summary, plan.notes, tracker.uri,
-                          address)
+                          address, parent.experiment_id)
 
 
 def _collect_uncollected(plan: _Plan) -> None:
@@ -328,7 +339,7 @@ def _fit_to_cluster(tracker, gpus: float | None, device: str) -> float:
 def _plan(arch, data, params, folds, name, resume, seed, results: Path,
           resources: dict) -> _Plan:
     """Resolve everything and write config.yaml and run.json; every user error surfaces here."""
-    from raylab.data.dataset import load_dataset, read_meta
+    from raylab.data.dataset import dataset_record, load_dataset, read_meta
     from raylab.data.demo_cache import resolve_data
     from raylab.models import model_class
     from raylab.train.fold import build_arrays
@@ -373,7 +384,8 @@ def _plan(arch, data, params, folds, name, resume, seed, results: Path,
     write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     write_atomic(run_dir / RUN_FILE, run.to_json())
     return _Plan(arch, name, run_dir, params, folds, [f for f in folds if f not in done],
-                 [f for f in folds if f in done], config, run, arrays, notes, previous is not None)
+                 [f for f in folds if f in done], config, run, arrays, notes, previous is not None,
+                 dataset_record(dataset))
 
 
 def _reopen(tracker, run_id: str | None) -> str | None:
@@ -389,9 +401,9 @@ def _reopen(tracker, run_id: str | None) -> str | None:
 
 def _log_parent(parent, run_dir: Path, summary: dict) -> None:
     """Pooled metrics, the table and the pooled confusion matrices (PNG) on the parent run."""
-    from raylab.report.pooled import flat_metrics
+    from raylab.report.metric_names import pooled_metrics
 
-    parent.log_metrics(flat_metrics(summary))
+    parent.log_metrics(pooled_metrics(summary))
     for path in (*sorted(run_dir.glob(confusion_file("*", pooled=True))), run_dir / TABLE_FILE,
                  run_dir / SUMMARY_FILE, run_dir / RUN_FILE, run_dir / CONFIG_FILE):
         parent.log_artifact(path)

@@ -12,6 +12,7 @@ keeps every fold finished before the interruption.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -60,6 +61,12 @@ class FoldJob:
     experiment: str = "raylab"
     parent_run_id: str | None = None
     created: datetime | None = None  # when the run began: older fold outputs are not its own
+    dataset: dict | None = None  # `raylab.data.dataset.dataset_record`, for MLflow
+
+
+def fold_run_name(run: str, fold: str) -> str:
+    """`elor-tenfold · Ses03F`: the ten-fold run's name and the fold's test speaker."""
+    return f"{run} · {fold}"
 
 
 def check_fold(split: FoldSplit, speakers: np.ndarray, predictions) -> None:
@@ -83,7 +90,8 @@ def mark_fold_checked(folder: Path) -> Path:
 
 def train_fold_worker(config: dict) -> None:
     """Ray Train worker loop of one fold (runs on every worker of the fold's TorchTrainer)."""
-    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, NODE_TAG, Tracker
+    from raylab.report.metric_names import epoch_metrics, test_metrics
+    from raylab.runtime.tracking import ARCH_TAG, KIND_TAG, NODE_TAG, NOTE_TAG, Tracker
     from raylab.train.fold import run_fold, save_fold_outputs
     from raylab.train.params import compute_dtype, split_params
 
@@ -105,33 +113,39 @@ def train_fold_worker(config: dict) -> None:
         alternate = split_params(job.arch, job.params)[1].update == "alternate"
         extra = {"shard": (rank, world), "prepare_model": lambda model: ray.train.torch.prepare_model(
             model, parallel_strategy_kwargs={"find_unused_parameters": alternate})}
-    with tracker.start_run(f"{job.name}/{speaker}", job.experiment, parent_run_id=job.parent_run_id,
+    note = (f"Fold {speaker} of the ten-fold run {job.name} ({job.arch}): test speaker {speaker}, "
+            f"the other speakers 80/20 into training and validation. Its files: the run "
+            f"folder's folds/{speaker}/.")
+    with tracker.start_run(fold_run_name(job.name, speaker), job.experiment,
+                           parent_run_id=job.parent_run_id,
                            tags={KIND_TAG: "crossval-fold", ARCH_TAG: job.arch,
-                                 "raylab.fold": speaker,
+                                 "raylab.fold": speaker, NOTE_TAG: note,
                                  NODE_TAG: ray.get_runtime_context().get_node_id()}) as run:
         cfg = split_params(job.arch, job.params)[1]
         run.log_params({**job.params, "fold": speaker, "workers": world,
                         "compute_dtype": compute_dtype(cfg, device)})
+        if job.dataset:
+            run.log_dataset(**job.dataset)
 
         def on_epoch(report) -> None:
-            run.log_metrics(report.metrics(), step=report.epoch)
+            run.log_metrics(epoch_metrics(report), step=report.epoch)
             ray.train.report({"fold": speaker, "epoch": report.epoch, **report.metrics()})
 
         result = run_fold(job.arch, arrays, speaker, job.params, device, on_epoch, **extra)
         check_fold(result.split, arrays.info["speaker"], result.test_predictions)
         final = {"fold": speaker, **result.flat_test_metrics()}
-        run.log_metrics(result.flat_test_metrics())
+        run.log_metrics(test_metrics(result.test_metrics), step=len(result.history))
         if rank != 0:
             ray.train.report(final)
             return
         with tempfile.TemporaryDirectory(prefix=f"raylab-{speaker}-") as tmp:
             save_fold_outputs(result, tmp)
             mark_fold_checked(Path(tmp))
-            for path in sorted(Path(tmp).iterdir()):
-                run.log_artifact(path, "fold")
-            from raylab.predict.mlflow_model import log_model
-
-            log_model(run, {speaker: Path(tmp) / CHECKPOINT_FILE})
+            # The fold's folder is the files' one copy (the driver installs it from the
+            # checkpoint reported below); MLflow gets the figures to look at, and the
+            # network once, in the parent run's model.
+            for path in sorted(Path(tmp).glob("*.png")):
+                run.log_artifact(path)
             ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
@@ -234,10 +248,14 @@ class FoldCollector(tune.Callback):
         if not path:
             self.errors[fold] = "the fold finished without reporting its outputs"
         else:
+            filesystem = filesystem_for(self.storage)[0]
             try:
-                install_fold(path, filesystem_for(self.storage)[0], self.folds_dir, fold)
+                install_fold(path, filesystem, self.folds_dir, fold)
             except (OSError, DataError) as err:
                 self.errors[fold] = f"copying its outputs from {path} failed: {err}"
+            else:
+                with contextlib.suppress(OSError):  # the fold's folder is its copy; Ray's is spent
+                    filesystem.delete_dir(path)
         if fold in self.errors:
             self.failed.add(fold)
             self.show(fold, self.epochs, f"{fold} failed")

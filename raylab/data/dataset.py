@@ -256,3 +256,24 @@ def _read_audio(parquet: pq.ParquetFile, path: str | os.PathLike, samples: int) 
         row += len(chunk)
     pa.default_memory_pool().release_unused()
     return waves
+
+
+def dataset_record(dataset: Dataset) -> dict[str, Any]:
+    """What a run records of the dataset it read (MLflow's dataset input): its folder's name, its
+    location, a digest and a profile (windows, speakers, evaluator, corpus, sample rate).
+
+    The digest covers `meta.json` and every window's id, speaker and labels, so a dataset
+    prepared with another evaluator, rule or corpus gets another digest; it leaves the audio out,
+    which would take minutes to read on IEMOCAP.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(dataset.meta, sort_keys=True, default=str).encode())
+    for column in (dataset.window_id, dataset.speaker, dataset.valence, dataset.arousal):
+        digest.update("\n".join(map(str, column.tolist())).encode())
+    meta = dataset.meta
+    profile = {"windows": len(dataset), "speakers": len(dataset.speakers),
+               "evaluator": meta.get("evaluator"), "corpus": meta.get("corpus"),
+               "sample_rate": meta.get("sample_rate"), "window_samples": meta.get("window_samples")}
+    return {"name": Path(str(dataset.path).rstrip("/")).name, "digest": digest.hexdigest()[:16],
+            "source": str(dataset.path), "profile": profile}

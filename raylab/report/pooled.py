@@ -117,22 +117,6 @@ def summarize_predictions(predictions: pd.DataFrame,
     return summary
 
 
-def flat_metrics(summary: dict) -> dict[str, float]:
-    """The summary's figures as flat metric names, for trackers: pooled_arousal_war, ..."""
-    flat: dict[str, float] = {}
-    for dim in summary["pooled"]:
-        for key in ("war", "uar", "f1"):
-            flat[f"pooled_{dim}_{key}"] = summary["pooled"][dim][key]
-            flat[f"utterance_{dim}_{key}"] = summary["utterance"][dim][key]
-            flat[f"fold_mean_{dim}_{key}"] = summary["per_fold"][dim][key]["mean"]
-            flat[f"fold_std_{dim}_{key}"] = summary["per_fold"][dim][key]["std"]
-        for key in ("war", "uar"):
-            for baseline in ("most_frequent", "test_prior"):
-                if dim in summary["baselines"].get(baseline, {}):
-                    flat[f"{baseline}_{dim}_{key}"] = summary["baselines"][baseline][dim][key]
-    return flat
-
-
 def _mean_std(values: list[float]) -> dict[str, float]:
     array = np.asarray(values, dtype=np.float64)
     std = float(array.std(ddof=1)) if len(array) > 1 else 0.0

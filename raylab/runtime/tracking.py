@@ -14,13 +14,18 @@ never branches on it.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import functools
+import getpass
+import json
 import logging
 import math
 import os
 import random
+import shlex
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,10 +40,18 @@ ARTIFACTS_DIR = "mlartifacts"
 RUN_DIR_TAG, KIND_TAG, ARCH_TAG = "raylab.run_dir", "raylab.kind", "raylab.arch"
 PARENT_TAG = "mlflow.parentRunId"
 NODE_TAG = "raylab.node_id"  # the Ray node a trial or fold ran on
+BEST_TAG = "raylab.best"  # "true" on a search's best trial
+SOURCES_TAG = "raylab.sources"  # a `table5` run: JSON list of the run folders it read
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 T = TypeVar("T")
 
-_current: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("raylab_run", default=None)
+# MLflow's own tags: what ran (the raylab command line), from which commit, by whom; a run's
+# description; and the kind of experiment, which makes the UI open on its runs table.
+SOURCE_NAME, SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"
+GIT_COMMIT, USER_TAG, NOTE_TAG = "mlflow.source.git.commit", "mlflow.user", "mlflow.note.content"
+SOURCE_TAGS = (SOURCE_NAME, SOURCE_TYPE, GIT_COMMIT, USER_TAG)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+_command: list[str] = []
 
 
 def tracking_uri(results_dir: str | os.PathLike | None = None) -> str:
@@ -117,6 +130,43 @@ def _ensure_store(uri: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def set_command(argv: list[str]) -> None:
+    """Record the command line of this process (`raylab.cli.main`, at its edge) for the
+    `mlflow.source.name` tag of the runs it opens."""
+    _command[:] = list(argv)
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the checkout raylab runs from; None when it is not a git checkout of its
+    own (an installed copy, no git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
+        return None  # e.g. installed inside some other repository
+    return lines[1]
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's source and user tags for a run opened by this process."""
+    argv = _command or ["raylab" if Path(sys.argv[0]).name in ("raylab", "__main__.py")
+                        else Path(sys.argv[0]).name, *sys.argv[1:]]
+    tags = {SOURCE_NAME: shlex.join(argv)[:MAX_PARAM_CHARS], SOURCE_TYPE: "LOCAL"}
+    try:
+        tags[USER_TAG] = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        pass
+    commit = git_commit()
+    if commit:
+        tags[GIT_COMMIT] = commit
+    return tags
+
+
 def _retry(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
     """Call `fn`, retrying when several processes hold the SQLite file at once."""
     for attempt in range(attempts):
@@ -142,8 +192,9 @@ def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 class Run:
     """One MLflow run, or nothing at all when tracking is off (`run_id` None)."""
 
-    def __init__(self, client: Any = None, run_id: str | None = None) -> None:
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: Any = None, run_id: str | None = None,
+                 experiment_id: str | None = None) -> None:
+        self.client, self.run_id, self.experiment_id = client, run_id, experiment_id
         self.outcome: str | None = None
 
     def end_as(self, status: str | None) -> None:
@@ -181,6 +232,21 @@ class Run:
         from mlflow.entities import RunTag
 
         _retry(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                    context: str = "training") -> None:
+        """The dataset the run read, as an MLflow dataset input (`mlflow.log_input`'s record):
+        its name, digest, location and a profile of figures (windows, evaluator, ...)."""
+        if not self.enabled:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        kind = source.split("://", 1)[0] if "://" in source else "local"
+        dataset = Dataset(name=name, digest=digest, source_type=kind,
+                          source=json.dumps({"uri": source}),
+                          profile=json.dumps(dict(profile), default=str))
+        _retry(self.client.log_inputs, self.run_id,
+               [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.enabled:
@@ -229,9 +295,12 @@ class Tracker:
         """The id of experiment `name`, created (with our artifact root) when missing."""
         found = _retry(self.client.get_experiment_by_name, name)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND[0]) is None:  # a store of an earlier raylab
+                _retry(self.client.set_experiment_tag, found.experiment_id, *EXPERIMENT_KIND)
             return found.experiment_id
         try:
-            return _retry(self.client.create_experiment, name, artifact_location=artifact_root(self.uri))
+            return _retry(self.client.create_experiment, name, artifact_location=artifact_root(self.uri),
+                          tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
         except Exception:  # another process created it in between
             found = _retry(self.client.get_experiment_by_name, name)
             if found is None:
@@ -243,22 +312,27 @@ class Tracker:
                   parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None,
                   run_id: str | None = None) -> Iterator[Run]:
         """A run that ends FINISHED, or FAILED/KILLED on an exception; `run_id` reopens a run
-        (a resumed job); `parent_run_id` makes it a child of a run created anywhere."""
+        (a resumed job); `parent_run_id` makes it a child of a run created anywhere, which takes
+        its parent's source and user tags (its own process may be a Ray worker)."""
         if not self.enabled:
             run = Run()
         else:
-            all_tags = {k: str(v) for k, v in (tags or {}).items()}
+            if parent_run_id:
+                parent = _retry(self.client.get_run, parent_run_id).data.tags
+                inherited = {k: parent[k] for k in SOURCE_TAGS if k in parent}
+            else:
+                inherited = source_tags()
+            all_tags = {**inherited, **{k: str(v) for k, v in (tags or {}).items()}}
             if parent_run_id:
                 all_tags[PARENT_TAG] = parent_run_id
             if run_id:
                 _retry(self.client.update_run, run_id, status="RUNNING")
-                run = Run(self.client, run_id)
+                run = Run(self.client, run_id, _retry(self.client.get_run, run_id).info.experiment_id)
                 run.set_tags(all_tags)
             else:
-                created = _retry(self.client.create_run, self.experiment_id(experiment),
-                                 tags=all_tags, run_name=name)
-                run = Run(self.client, created.info.run_id)
-        token = _current.set(run)
+                experiment_id = self.experiment_id(experiment)
+                created = _retry(self.client.create_run, experiment_id, tags=all_tags, run_name=name)
+                run = Run(self.client, created.info.run_id, experiment_id)
         status = "FINISHED"
         try:
             yield run
@@ -269,7 +343,6 @@ class Tracker:
             status = "FAILED"
             raise
         finally:
-            _current.reset(token)
             if run.enabled:
                 _retry(self.client.set_terminated, run.run_id,
                        run.outcome if status == "FINISHED" and run.outcome else status)
@@ -291,40 +364,31 @@ def close_stale_children(tracker: Tracker, parent_id: str | None, status: str = 
     return len(stale)
 
 
-def start_run(name: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
-              tags: Mapping[str, Any] | None = None, results: str | os.PathLike | None = None,
-              enabled: bool = True):
-    """`Tracker(results, enabled).start_run(...)`: the module-level form of docs/architecture.md."""
-    return Tracker(results, enabled).start_run(name, experiment, parent_run_id, tags)
-
-
-def current_run() -> Run:
-    """The innermost run opened in this context (a no-op run outside any)."""
-    return _current.get() or Run()
-
-
-def log_params(params: Mapping[str, Any]) -> None:
-    current_run().log_params(params)
-
-
-def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
-    current_run().log_metrics(metrics, step)
-
-
-def log_config(config: Mapping[str, Any], name: str = "config.yaml") -> None:
-    current_run().log_config(config, name)
-
-
-def log_artifact(path: str | os.PathLike, artifact_path: str | None = None) -> None:
-    current_run().log_artifact(path, artifact_path)
-
-
-def log_artifacts(folder: str | os.PathLike, artifact_path: str | None = None) -> None:
-    current_run().log_artifacts(folder, artifact_path)
-
-
-def log_figure(figure: Any, name: str) -> None:
-    current_run().log_figure(figure, name)
+def delete_runs_where(tracker: Tracker, doomed: Callable[[dict[str, str]], bool]) -> list[str]:
+    """Mark deleted every active run whose tags `doomed` accepts, and the runs nested under it at
+    any depth; returns their names."""
+    client = tracker.client
+    experiments = [e.experiment_id for e in _retry(client.search_experiments)]
+    runs, token = [], None
+    while experiments:
+        page = _retry(client.search_runs, experiments, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            break
+    children: dict[str, list[Any]] = {}
+    for run in runs:
+        children.setdefault(run.data.tags.get(PARENT_TAG), []).append(run)
+    todo = [run for run in runs if doomed(run.data.tags)]
+    deleted: dict[str, str] = {}
+    while todo:
+        run = todo.pop()
+        if run.info.run_id not in deleted:
+            deleted[run.info.run_id] = run.info.run_name
+            todo += children.get(run.info.run_id, [])
+    for run_id in deleted:
+        _retry(client.delete_run, run_id)
+    return list(deleted.values())
 
 
 def check_store_reachable(uri: str | None, nodes: int) -> None:
@@ -335,8 +399,31 @@ def check_store_reachable(uri: str | None, nodes: int) -> None:
                           "MLFLOW_TRACKING_URI to the cluster's tracking server, or pass --no-track")
 
 
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# The MLflow 3 UI's route of an experiment's runs table and its "Model training" view (its
+# `/experiments/:experimentId/runs` route and `workflowType` parameter; without it the UI opens
+# the GenAI overview of traces).
+RUNS_VIEW = "#/experiments/{experiment}/runs{run}?workflowType=machine_learning"
+
+
+def ui_url(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The address that opens the runs table of an experiment (or one run's page) in the MLflow
+    UI: the tracking server's own for an http(s) store, else that of a local `mlflow ui`."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{base}/" + RUNS_VIEW.format(experiment=experiment_id, run=f"/{run_id}" if run_id else "")
+
+
 def ui_command(uri: str) -> str:
     """How to see this store in the MLflow UI: a tracking server serves it at its own URI."""
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
     return f"mlflow ui --backend-store-uri {uri}"
+
+
+def ui_lines(uri: str, experiment_id: str, run_id: str | None = None) -> list[str]:
+    """What a command that wrote runs prints at its end: the address of the runs view and, for
+    a local store, the command that starts the UI (a tracking server already serves it)."""
+    url = ui_url(uri, experiment_id, run_id)
+    if uri.startswith(("http://", "https://")):
+        return [f"MLflow runs: {url}"]
+    return [f"MLflow runs: {url}", f"  (start the UI first: {ui_command(uri)})"]

@@ -21,16 +21,19 @@ from ray import tune
 
 from raylab.errors import DataError
 from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
+from raylab.report.metric_names import SEARCH_METRICS, epoch_metrics
 from raylab.runtime.fsutil import write_atomic
 from raylab.runtime.ray_session import live_nodes
-from raylab.runtime.tracking import check_store_reachable
+from raylab.runtime.tracking import BEST_TAG, NOTE_TAG, PARENT_TAG, check_store_reachable
 from raylab.search.ray_record import TrialRecorder, replay
-from raylab.search.results import (SearchResult, TrialSummary, plain, recorded_trials,
+from raylab.search.results import (SearchResult, TrialSummary, plain, recorded_trials, short,
                                    write_best)
 from raylab.search.space import SearchSpace, dump_search_space, paper_values
 
 TUNE_STATUS = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}  # others: cut off by an interruption
-# Our metric names -> the keys of `raylab.train.loop.EpochReport.val` (raylab.report.metrics.per_dimension).
+# What a trial reports to Tune (the search-space file's metric names) -> the keys of
+# `raylab.train.loop.EpochReport.val` (raylab.report.metrics.per_dimension). MLflow gets the
+# figures once, under `raylab.report.metric_names`.
 VAL_KEYS = {"val_acc_mean": "mean_war", "val_uar_mean": "mean_uar", "val_loss": "loss",
             "val_acc_valence": "valence_war", "val_acc_arousal": "arousal_war",
             "val_uar_valence": "valence_uar", "val_uar_arousal": "arousal_uar"}
@@ -51,6 +54,20 @@ class TrialContext:
     parent_run_id: str | None
     search_name: str
     replay: dict = dataclasses.field(default_factory=dict)  # {trial id: record} on --resume
+    num_samples: int = 1
+    dataset: dict | None = None  # `raylab.data.dataset.dataset_record`
+
+
+def trial_run_name(search: str, number: int, num_samples: int) -> str:
+    """`elor-search #07`: the search's name and the trial's number in the order Tune created the
+    trials, zero-padded to the budget's width (at least two digits)."""
+    return f"{search} #{number:0{max(2, len(str(num_samples)))}d}"
+
+
+def trial_number(folder: str) -> int | None:
+    """The number Tune gave a trial when it created it (its folder `<trainable>_<id>_<n>_...`)."""
+    found = re.search(r"_[0-9a-f]{8}(?:_\d{5})?_(\d+)_", folder)
+    return int(found.group(1)) if found else None
 
 
 def hyperopt_space(space: SearchSpace) -> dict:
@@ -91,13 +108,17 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
     fixed = {"seed": seed, **space.fixed}
     tracker = Tracker(results, enabled=track)
     check_store_reachable(tracker.uri, live_nodes())
-    arrays, test_speaker = _load_arrays(space.arch, data, fixed["seed"])
+    arrays, test_speaker, dataset = _load_arrays(space.arch, data, fixed["seed"])
     arrays_ref = ray.put(arrays)  # once; each node fetches it once and its trials map the pages
     del arrays
     parent_id = state.mlflow_run_id if state else None
     try:
+        note = (f"TPE search of {space.arch}: {space.num_samples} trials on "
+                f"{dataset['name']} ({dataset['profile']['windows']} windows, evaluator "
+                f"{dataset['profile']['evaluator']}), test speaker {test_speaker} left out; "
+                f"metric {SEARCH_METRICS[space.metric]} ({space.mode}). Folder: {run_dir}")
         with tracker.start_run(name, tags={"raylab.kind": "search", "raylab.arch": space.arch,
-                                           "raylab.run_dir": str(run_dir)},
+                                           "raylab.run_dir": str(run_dir), NOTE_TAG: note},
                                run_id=parent_id) as parent:
             record = RunRecord("search", name, space.arch, data, parent.run_id,
                                num_samples=space.num_samples, seed=seed, scheduler=scheduler,
@@ -110,11 +131,14 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
                                    "scheduler": scheduler, "num_samples": space.num_samples,
                                    "metric": space.metric, "cpus_per_trial": cpus,
                                    "gpus_per_trial": gpus, "max_concurrent": space.max_concurrent,
-                                   **{f"fixed.{k}": v for k, v in fixed.items()}})
+                                   **{f"space/{p.name}": p.describe() for p in space.params},
+                                   **{f"fixed/{k}": v for k, v in fixed.items()}})
                 parent.log_artifact(run_dir / SPACE_FILE)
+                parent.log_dataset(**dataset)
             ended = recorded_trials(run_dir) if state is not None else {}
             context = TrialContext(space.arch, fixed, test_speaker, space.metric, cpus, gpus,
-                                   device, tracker.uri, parent.run_id, name, ended)
+                                   device, tracker.uri, parent.run_id, name, ended,
+                                   space.num_samples, dataset)
             trainable = tune.with_resources(
                 tune.with_parameters(_trial, arrays=arrays_ref, context=context),
                 {"cpu": cpus, "gpu": gpus})
@@ -141,14 +165,15 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
                 bar.close()
                 clear_resource_requests()  # none left standing after Ctrl-C
             result = _summarize(grid, space, fixed, name, run_dir, experiment_path,
-                                parent.run_id, tracker.uri)
+                                parent.run_id, tracker.uri, parent.experiment_id)
             if result.best is not None:
                 ended = sum(t.status != "UNFINISHED" for t in result.trials)
                 best = write_best(run_dir, space.arch, space.metric, result.best,
                                   None if result.complete else (ended, space.num_samples))
                 result = dataclasses.replace(result, best_file=best)
                 parent.log_artifact(best)
-                parent.log_metrics({f"best_{space.metric}": result.best.value})
+                best_metric = SEARCH_METRICS[space.metric].replace("val/", "val/best_")
+                parent.log_metrics({best_metric: result.best.value})
             record.complete = result.complete
             record.best_trial = getattr(result.best, "trial_id", None)
             write_atomic(run_dir / RUN_FILE, record.to_json())
@@ -158,6 +183,7 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
             _settle_children(tracker, parent.run_id, _as_recorded(
                 {t.trial_id: t.status for t in result.trials}, recorded_trials(run_dir)))
             close_stale_children(tracker, parent.run_id)  # trials whose process was killed
+            _tag_best(tracker, parent, result)
             if not result.complete:
                 raise _Interrupted  # the parent run ends KILLED, as after Ctrl-C
     except _Interrupted:
@@ -272,13 +298,33 @@ def _as_recorded(statuses: dict[str, str], ended: dict[str, dict]) -> dict[str, 
             else status for trial, status in statuses.items()}
 
 
+def _tag_best(tracker: Any, parent: Any, result: SearchResult) -> None:
+    """`raylab.best=true` on the best trial's finished child run (and on no other), and the
+    parent's `raylab.best_trial` (the trial's run name) and `raylab.best_run_id`."""
+    if not (parent.enabled and result.best is not None):
+        return
+    client = tracker.client
+    children = client.search_runs([parent.experiment_id],
+                                  f"tags.`{PARENT_TAG}` = '{parent.run_id}'")
+    best = [r for r in children if r.data.tags.get("raylab.trial_id") == result.best.trial_id
+            and r.info.status == "FINISHED"]
+    for run in children:
+        if run.data.tags.get(BEST_TAG) and run not in best[-1:]:
+            client.delete_tag(run.info.run_id, BEST_TAG)  # the best of an earlier attempt
+    if best:
+        client.set_tag(best[-1].info.run_id, BEST_TAG, "true")
+        parent.set_tags({"raylab.best_trial": best[-1].info.run_name,
+                         "raylab.best_run_id": best[-1].info.run_id})
+
+
 class _Interrupted(KeyboardInterrupt):
     """Raised inside the parent run when Tune stopped early, so that MLflow records it KILLED."""
 
 
-def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str]:
-    """The network's arrays of the whole dataset and the speaker the search never sees."""
-    from raylab.data.dataset import load_dataset
+def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str, dict]:
+    """The network's arrays of the whole dataset, the speaker the search never sees, and the
+    dataset's record for MLflow."""
+    from raylab.data.dataset import dataset_record, load_dataset
     from raylab.models import model_class
     from raylab.train.fold import build_arrays
     from raylab.train.folds import check_no_leakage, search_split
@@ -289,7 +335,8 @@ def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str]:
     if len(split.val_idx) == 0:
         raise DataError(f"{data}: too few windows for a validation set "
                         f"({len(split.train_idx)} training windows)")
-    return build_arrays(dataset, arch, waveform_dtype="int16"), split.test_speaker
+    return (build_arrays(dataset, arch, waveform_dtype="int16"), split.test_speaker,
+            dataset_record(dataset))
 
 
 def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed: int,
@@ -339,11 +386,17 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
     if trial_id in context.replay:  # it ended before the driver was killed: not trained again
         replay(context.replay[trial_id])
         return
+    number = trial_number(Path(tune.get_context().get_trial_dir()).name)
     tracker = Tracker(enabled=context.tracking_uri is not None, uri=context.tracking_uri)
+    name = (trial_run_name(context.search_name, number, context.num_samples) if number
+            else f"{context.search_name} {trial_id}")
+    sampled = ", ".join(f"{k}={short(v)}" for k, v in config.items())
     tags = {"raylab.kind": "trial", "raylab.arch": context.arch, "raylab.trial_id": trial_id,
-            "raylab.search": context.search_name, "raylab.device": device,
-            NODE_TAG: ray.get_runtime_context().get_node_id()}
-    final = f"final_{context.metric}"
+            "raylab.trial_number": number or "", "raylab.search": context.search_name,
+            "raylab.device": device, NODE_TAG: ray.get_runtime_context().get_node_id(),
+            NOTE_TAG: f"Trial {name} of the TPE search {context.search_name} ({context.arch}) "
+                      f"on the search split (test speaker {context.test_speaker} left out): "
+                      f"{sampled}"}
     last: dict[str, float] = {}
 
     def on_epoch(report: Any) -> None:
@@ -352,15 +405,14 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
                    **{ours: report.val[theirs] for ours, theirs in VAL_KEYS.items()
                       if theirs in report.val}}
         last.update(metrics)
-        run.log_metrics({**report.metrics(), **metrics}, step=report.epoch)
-        if report.epoch == planned:  # before the report: a scheduler may end the trial there
-            run.log_metrics({final: metrics[context.metric]})
+        run.log_metrics(epoch_metrics(report), step=report.epoch)
         tune.report(metrics)
 
     stopped = False
-    with tracker.start_run(f"{context.search_name}-{trial_id}", parent_run_id=context.parent_run_id,
-                           tags=tags) as run:
+    with tracker.start_run(name, parent_run_id=context.parent_run_id, tags=tags) as run:
         run.log_params({**params, "compute_dtype": compute_dtype(split_params(context.arch, params)[1], device)})
+        if context.dataset:
+            run.log_dataset(**context.dataset)
         try:
             fold = run_fold(context.arch, arrays, context.test_speaker, params, device, on_epoch,
                             evaluate_test=False)
@@ -369,7 +421,6 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
             stopped = True
             if last and last["epoch"] < planned:
                 run.set_tags({"raylab.stopped_early": "true"})
-                run.log_metrics({final: last[context.metric]})
         except Exception as err:
             run.set_tags({"raylab.error": f"{type(err).__name__}: {err}"})
             raise
@@ -385,7 +436,8 @@ def trial_id_of(folder: str) -> str:
 
 
 def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: Path,
-               experiment_path: str, run_id: str | None, uri: str | None) -> SearchResult:
+               experiment_path: str, run_id: str | None, uri: str | None,
+               experiment_id: str | None) -> SearchResult:
     """Tune's results as TrialSummary, in the order the searcher proposed the trials."""
     trials = []
     for r in grid:
@@ -399,12 +451,14 @@ def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: P
             status = "FINISHED" if metrics.get("done") else "UNFINISHED"
         error = str(r.error).strip().splitlines()[-1] if r.error is not None else None
         value = metrics.get(space.metric)
-        trials.append((int(count.group(1)) if count else len(trials) + 10**6, TrialSummary(
+        number = int(count.group(1)) if count else None
+        trials.append((number or len(trials) + 10**6, TrialSummary(
             trial_id, status, None if value is None else float(value),
             int(metrics.get("training_iteration") or 0), plain({**fixed, **(r.config or {})}),
-            error)))
+            error, number)))
     ordered = tuple(t for _, t in sorted(trials, key=lambda pair: pair[0]))
     return SearchResult(name, space.arch, space.metric, space.mode, space.num_samples,
-                        ordered, run_dir, experiment_path, None, run_id, uri, space.names)
+                        ordered, run_dir, experiment_path, None, run_id, uri, space.names,
+                        experiment_id=experiment_id)
 
 

@@ -33,6 +33,7 @@ class TrialSummary:
     epochs: int
     params: dict             # fixed + sampled, flat
     error: str | None = None
+    number: int | None = None  # in the order Tune created the trials, from 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SearchResult:
     tracking_uri: str | None
     searched: tuple[str, ...] = ()   # the parameters of the space; the others were fixed
     address: str | None = None       # the Ray cluster it ran on (--address), for the resume hint
+    experiment_id: str | None = None  # the MLflow experiment of its runs
 
     @property
     def complete(self) -> bool:
@@ -122,7 +124,7 @@ def plain(value: Any) -> Any:
 
 def format_summary(result: SearchResult, top: int = TOP_K) -> str:
     """What a person reads at the end: the top trials, failures, best.yaml, the MLflow command."""
-    from raylab.runtime.tracking import ui_command
+    from raylab.runtime.tracking import ui_lines
 
     ranked = result.ranked()
     failed = [t for t in result.trials if t.status == "FAILED"]
@@ -134,11 +136,12 @@ def format_summary(result: SearchResult, top: int = TOP_K) -> str:
         fixed = {k: v for k, v in ranked[0].params.items() if k not in shown}
         lines.append(f"Top {min(top, len(ranked))} (epochs run, then the searched values):")
         for rank, t in enumerate(ranked[:top], 1):
-            params = " ".join(f"{k}={_short(t.params[k])}" for k in shown)
-            lines.append(f"  {rank}. {t.trial_id}  {result.metric}={t.value:.4f}  "
+            params = " ".join(f"{k}={short(t.params[k])}" for k in shown)
+            label = f"#{t.number:02d} {t.trial_id}" if t.number else t.trial_id
+            lines.append(f"  {rank}. {label}  {result.metric}={t.value:.4f}  "
                          f"epochs run={t.epochs}  {params}")
         if fixed:
-            lines.append("  fixed: " + " ".join(f"{k}={_short(v)}" for k, v in fixed.items()))
+            lines.append("  fixed: " + " ".join(f"{k}={short(v)}" for k, v in fixed.items()))
     lines += [f"  failed {t.trial_id}: {t.error}" for t in failed]
     if result.best_file:
         lines.append(f"Best configuration: {result.best_file}")
@@ -147,10 +150,10 @@ def format_summary(result: SearchResult, top: int = TOP_K) -> str:
         lines.append(f"Interrupted; continue with: raylab tune {result.arch} "
                      f"--name {result.name} --resume"
                      + (f" --address {result.address}" if result.address else ""))
-    if result.tracking_uri:
-        lines.append(f"MLflow UI: {ui_command(result.tracking_uri)}")
+    if result.tracking_uri and result.experiment_id:
+        lines += ui_lines(result.tracking_uri, result.experiment_id)
     return "\n".join(lines)
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

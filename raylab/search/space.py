@@ -59,6 +59,17 @@ class Param:
             return False
         return self.step is None or _on_grid(value, self.step)
 
+    def describe(self) -> str:
+        """The distribution drawn from, e.g. `loguniform(0.0001, 0.1)` or `choice(16, 32)`."""
+        if self.type == "choice":
+            return f"choice({', '.join(map(str, self.values))})"
+        if self.type == "int":
+            kind = "lograndint" if self.log else "randint"
+            step = f", step={self.step}" if self.step not in (None, 1) else ""
+            return f"{kind}({self.low}, {self.high}{step})"
+        kind = ("q" if self.step else "") + ("loguniform" if self.log else "uniform")
+        return f"{kind}({self.low}, {self.high}" + (f", {self.step})" if self.step else ")")
+
 
 @dataclass(frozen=True)
 class Resources:

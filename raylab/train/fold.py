@@ -253,6 +253,7 @@ class LocalRun:
     result: FoldResult
     mlflow_run_id: str | None
     tracking_uri: str | None
+    experiment_id: str | None = None
 
     def render(self) -> str:
         r = self.result
@@ -272,9 +273,10 @@ class LocalRun:
         if collapsed:
             lines.append(collapse_note(collapsed))
         lines.append(f"results: {self.run_dir}")
-        if self.mlflow_run_id:
-            lines.append(f"MLflow run {self.mlflow_run_id}: mlflow ui --backend-store-uri "
-                         f"{self.tracking_uri}")
+        if self.mlflow_run_id and self.tracking_uri and self.experiment_id:
+            from raylab.runtime.tracking import ui_lines
+
+            lines += ui_lines(self.tracking_uri, self.experiment_id)
         return "\n".join(lines)
 
 
@@ -292,6 +294,8 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
     `<results>/<name>/` (run.json, config.yaml, folds/<SPEAKER>/...)."""
     import yaml
 
+    from raylab.data.dataset import dataset_record
+    from raylab.report.metric_names import epoch_metrics, test_metrics
     from raylab.runtime import tracking
     from raylab.runtime.settings import pick_device, run_folder
     from raylab.train.params import recorded_settings
@@ -310,15 +314,19 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
     run_dir = run_folder(results, name, "train-local")
     tracker = tracking.Tracker(results, enabled=track)
     tags = {tracking.KIND_TAG: "train-local", tracking.ARCH_TAG: arch,
-            tracking.RUN_DIR_TAG: str(run_dir), "raylab.fold": fold, "raylab.dataset": data}
+            tracking.RUN_DIR_TAG: str(run_dir), "raylab.fold": fold, "raylab.dataset": data,
+            tracking.NOTE_TAG: f"One fold of {arch} trained in this process (`--local`): test "
+                               f"speaker {fold}, the others 80/20 into training and validation. "
+                               f"Folder: {run_dir}"}
     with tracker.start_run(name, tags=tags) as run:
         given = {k: v for k, v in {**model_kwargs, **dataclasses.asdict(cfg)}.items()
                  if k not in SHAPE_KEYS and k != "device"}
         run.log_params({**given, **settings, "dataset": data, "fold": fold, "device": device,
                         "windows": len(dataset)})
+        run.log_dataset(**dataset_record(dataset))
 
         def epoch_done(report: EpochReport) -> None:
-            run.log_metrics(report.metrics(), step=report.epoch)
+            run.log_metrics(epoch_metrics(report), step=report.epoch)
             if on_epoch is not None:
                 on_epoch(report)
 
@@ -333,12 +341,14 @@ def train_local(arch: str, data: str | os.PathLike, fold: str | None, params: Ma
                          evaluator=dataset.meta.get("evaluator"), windows=len(dataset),
                          folds=[fold], test=result.test_metrics, **settings)
         write_atomic(run_dir / RUN_FILE, info.to_json())
-        run.log_metrics(result.flat_test_metrics(), step=len(result.history))
+        run.log_metrics(test_metrics(result.test_metrics), step=len(result.history))
         run.log_artifact(run_dir / CONFIG_FILE)
         run.log_artifact(run_dir / RUN_FILE)
-        run.log_artifacts(fold_dir, f"{FOLDS_DIR}/{fold}")
+        # The fold's folder holds the files; MLflow the figures and, once, the network (model)
+        for path in sorted(fold_dir.glob("*.png")):
+            run.log_artifact(path, f"{FOLDS_DIR}/{fold}")
         if run.enabled:
             from raylab.predict.mlflow_model import log_model
 
             log_model(run, {fold: fold_dir / CHECKPOINT_FILE})
-    return LocalRun(name, run_dir, result, run.run_id, tracker.uri)
+    return LocalRun(name, run_dir, result, run.run_id, tracker.uri, run.experiment_id)

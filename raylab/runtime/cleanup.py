@@ -1,0 +1,113 @@
+"""Deleting runs whole: the run folder, Ray's state of the run and its MLflow runs, together.
+
+A run lives in three places: its folder `<results>/<name>/` (the source of truth), Ray's storage
+(`<storage>/<name>` and, for a ten-fold run, `<storage>/<name>-<SPEAKER>`: what Ray needs to
+resume) and the MLflow store (a parent run whose `raylab.run_dir` tag names the folder, its child
+runs, and the `table5` runs that read it). `delete_runs` removes all three, so no MLflow run is
+left pointing at a folder that is gone; `prune_runs` marks deleted the MLflow runs whose folders
+were removed some other way. MLflow keeps deleted runs in its "deleted" list until `mlflow gc`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raylab.errors import ConfigError
+from raylab.report.layout import LOCK_FILE, RUN_FILE
+from raylab.runtime.runlock import run_lock
+from raylab.runtime.settings import RUN_KINDS, check_run_name, storage_root
+
+
+@dataclass
+class Deleted:
+    folders: list[Path] = field(default_factory=list)
+    ray_state: list[str] = field(default_factory=list)
+    mlflow_runs: list[str] = field(default_factory=list)  # run names
+    missing: list[str] = field(default_factory=list)      # names with no folder
+
+    def render(self) -> str:
+        lines = [f"deleted {f}" for f in self.folders]
+        lines += [f"deleted Ray state {s}" for s in self.ray_state]
+        if self.mlflow_runs:
+            lines.append(f"marked {len(self.mlflow_runs)} MLflow run(s) deleted: "
+                         + ", ".join(self.mlflow_runs))
+        lines += [f"no run named {name}" for name in self.missing]
+        return "\n".join(lines) or "nothing to delete"
+
+
+def delete_runs(results: Path, names: list[str], missing_ok: bool = False,
+                track: bool = True) -> Deleted:
+    """Delete runs `names` of `results`: folder, Ray state and MLflow runs. A name that is not a
+    raylab run folder is an error (with `missing_ok`, a name with no folder is skipped)."""
+    results = Path(results)
+    done = Deleted()
+    found: dict[Path, list[str]] = {}  # folder -> its folds (Ray Train's state per fold)
+    for name in dict.fromkeys(names):
+        folder = results / check_run_name(name)
+        if not folder.exists():
+            if not missing_ok:
+                raise ConfigError(f"{folder}: no such run; pass --missing-ok to skip it")
+            done.missing.append(name)
+            found[folder] = []
+            continue
+        run = _run_json(folder)
+        if run.get("kind") not in RUN_KINDS:
+            raise ConfigError(f"{folder}: not a raylab run (no {RUN_FILE} of a known kind); "
+                              "nothing deleted")
+        found[folder] = list(run.get("folds") or []) if run["kind"] == "crossval" else []
+    for folder, folds in found.items():
+        if folder.exists():
+            with run_lock(results, folder.name):  # refused while a command runs it
+                for path in sorted(folder.iterdir()):
+                    if path.name != LOCK_FILE:
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+            shutil.rmtree(folder, ignore_errors=True)
+            done.folders.append(folder)
+        done.ray_state += _delete_ray_state(results, folder.name, folds)
+    if track:
+        done.mlflow_runs = prune_runs(results)
+    return done
+
+
+def prune_runs(results: Path) -> list[str]:
+    """Mark deleted every MLflow run of `results`' store that points at a folder that is gone
+    (its `raylab.run_dir`, or one of the folders a `table5` run read), with its child runs;
+    returns their names."""
+    from raylab.runtime.tracking import RUN_DIR_TAG, SOURCES_TAG, Tracker, delete_runs_where
+
+    def gone(tags: dict[str, str]) -> bool:
+        if tags.get(RUN_DIR_TAG):
+            return not Path(tags[RUN_DIR_TAG]).exists()
+        if tags.get(SOURCES_TAG):
+            return not all(Path(p).exists() for p in json.loads(tags[SOURCES_TAG]))
+        return False
+
+    tracker = Tracker(results)
+    if tracker.uri.startswith("sqlite:///") and not Path(tracker.uri[len("sqlite:///"):]).exists():
+        return []  # no store yet: nothing to mark
+    return delete_runs_where(tracker, gone)
+
+
+def _run_json(folder: Path) -> dict:
+    try:
+        run = json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
+def _delete_ray_state(results: Path, name: str, folds: list[str]) -> list[str]:
+    """Ray Tune's folder of the run and Ray Train's of each of its folds (`<name>-<fold>`), on a
+    local storage path (a cloud storage's are left to its lifecycle rules)."""
+    storage = storage_root(results)
+    if "://" in storage:
+        return []
+    root = Path(storage)
+    deleted = []
+    for path in (root / name, *(root / f"{name}-{fold}" for fold in folds)):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            deleted.append(str(path))
+    return deleted
