@@ -33,7 +33,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from raylab.data.dataset import filesystem_for
 from raylab.errors import ConfigError, DataError
-from raylab.report.layout import CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
+from raylab.report.layout import METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
