@@ -140,7 +140,8 @@ def test_report_logs_table5_as_a_run_and_deleting_runs_takes_their_mlflow_runs(t
     parent_id = tenfold.run["mlflow_run_id"]
     client.set_tag(parent_id, tracking.RUN_DIR_TAG, str(results / "elor-tenfold"))
     printed = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(printed):  # stdout is the table; the address on stderr
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         for _ in range(2):  # the same runs reported again: the table replaced
             assert main(["--results", str(results), "report", "--runs", "elor-tenfold"]) == 0
@@ -160,9 +161,21 @@ def test_report_logs_table5_as_a_run_and_deleting_runs_takes_their_mlflow_runs(t
 
     gone = {parent_id, *(c.info.run_id for c in _family(client, parent_id)[1]),
             tables[0].info.run_id}
+    # runs of another results folder (another host, a moved folder) whose folders are not here
+    foreign = [client.create_run(experiment, run_name=name, tags={tracking.RUN_DIR_TAG: folder})
+               for name, folder in (("elsewhere", str(tmp_path / "other-results" / "x")),
+                                    ("moved", str(tmp_path / "results-old" / "elor-tenfold")))]
+    (results / "not-ours").mkdir()
+    (results / "not-ours" / "thesis.tex").write_text("mine")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["--results", str(results), "runs", "delete", "not-ours"]) == 1
+    assert (results / "not-ours" / "thesis.tex").read_text() == "mine"
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["--results", str(results), "runs", "delete", "elor-tenfold", "never-ran",
                      "--missing-ok"]) == 0
+        assert main(["--results", str(results), "runs", "prune"]) == 0
+    active = {r.info.run_id for r in client.search_runs([experiment])}
+    assert {f.info.run_id for f in foreign} <= active  # never touched
     assert not (results / "elor-tenfold").exists()
     # the parent, its folds and the tables that read it: marked deleted, none left pointing there
     assert not gone & {r.info.run_id for r in client.search_runs([experiment])}

@@ -242,3 +242,13 @@ def test_window_samples_that_do_not_match_the_audio_fail_in_one_line(iemocap_dat
     with pytest.raises(DataError, match=r"meta.json: window_samples 48000, but windows.parquet "
                                          r"holds windows of 96000 samples"):
         load_dataset(copy)
+
+
+def test_a_windows_table_without_a_label_column_fails_in_one_line(iemocap_dataset, tmp_path):
+    import pyarrow.parquet as pq
+
+    copy = shutil.copytree(iemocap_dataset, tmp_path / "ds")
+    table = pq.read_table(copy / "windows.parquet")
+    pq.write_table(table.drop_columns(["speaker"]), copy / "windows.parquet")
+    with pytest.raises(DataError, match=r"windows.parquet: not a raylab windows table"):
+        load_dataset(copy)

@@ -80,3 +80,11 @@ def test_tune_and_ten_fold_train_refuse_a_run_of_another_kind(tmp_path, results,
             in capsys.readouterr().err)
     assert main([*argv, "tune", "elor", "--name", "../up", "--data", str(tmp_path)]) == 1
     assert "a run name is one folder in the results folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["logs", "mlartifacts", "mlflow.db"])
+def test_the_results_folders_own_entries_are_not_run_names(name):
+    from raylab.runtime.settings import check_run_name
+
+    with pytest.raises(ConfigError, match="not ray, demo-data"):
+        check_run_name(name)

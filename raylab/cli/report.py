@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from raylab.report.table5 import FORMATS, write_report
@@ -33,6 +34,12 @@ def run(args: argparse.Namespace) -> int:
         from raylab.report.table5_run import log_table5
         from raylab.runtime.tracking import ui_lines
 
-        uri, experiment, run_id = log_table5(results, args.runs)
-        print("\n".join(ui_lines(uri, experiment, run_id)))
+        try:
+            uri, experiment, run_id = log_table5(results, args.runs)
+        except Exception as err:  # the table is written; MLflow out of reach is a warning
+            print(f"raylab: warning: Table 5 not logged to MLflow ({type(err).__name__}: "
+                  f"{(str(err).splitlines() or [''])[0]}); --no-track skips it", file=sys.stderr)
+            return 0
+        # on stderr: stdout is the table itself (`raylab report --format csv > t.csv`)
+        print("\n".join(ui_lines(uri, experiment, run_id)), file=sys.stderr)
     return 0

@@ -233,6 +233,9 @@ def load_dataset(path: str | os.PathLike, audio: bool = True) -> Dataset:
             waves = _read_audio(parquet, path, int(meta["window_samples"])) if audio else None
     except (FileNotFoundError, pa.ArrowInvalid) as err:
         raise DataError(f"{path}/{WINDOWS_FILE}: cannot read ({err})") from err
+    except (KeyError, AttributeError, ValueError) as err:  # a missing column, a ragged audio column
+        raise DataError(f"{path}/{WINDOWS_FILE}: not a raylab windows table (columns "
+                        f"{', '.join(LABEL_COLUMNS)} and fixed-size audio): {err}") from err
     data = {name: table.column(name).to_numpy() for name in LABEL_COLUMNS}
     return Dataset(path=str(path), meta=meta, audio=waves, **data)
 
@@ -254,6 +257,8 @@ def _read_audio(parquet: pq.ParquetFile, path: str | os.PathLike, samples: int) 
         chunk = batch.column(0)
         waves[row:row + len(chunk)] = chunk.flatten().to_numpy().reshape(len(chunk), samples)
         row += len(chunk)
+    if row != len(waves):
+        raise DataError(f"{path}/{WINDOWS_FILE}: {len(waves)} windows listed, {row} audio rows read")
     pa.default_memory_pool().release_unused()
     return waves
 

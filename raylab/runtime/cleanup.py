@@ -57,37 +57,68 @@ def delete_runs(results: Path, names: list[str], missing_ok: bool = False,
             raise ConfigError(f"{folder}: not a raylab run (no {RUN_FILE} of a known kind); "
                               "nothing deleted")
         found[folder] = list(run.get("folds") or []) if run["kind"] == "crossval" else []
-    for folder, folds in found.items():
-        if folder.exists():
-            with run_lock(results, folder.name):  # refused while a command runs it
-                for path in sorted(folder.iterdir()):
-                    if path.name != LOCK_FILE:
-                        shutil.rmtree(path) if path.is_dir() else path.unlink()
-            shutil.rmtree(folder, ignore_errors=True)
-            done.folders.append(folder)
-        done.ray_state += _delete_ray_state(results, folder.name, folds)
-    if track:
-        done.mlflow_runs = prune_runs(results)
+    try:
+        for folder, folds in found.items():
+            if folder.exists():
+                with run_lock(results, folder.name):  # refused while a command runs it
+                    for path in sorted(folder.iterdir()):
+                        if path.name != LOCK_FILE:
+                            shutil.rmtree(path) if path.is_dir() else path.unlink()
+                shutil.rmtree(folder, ignore_errors=True)
+                done.folders.append(folder)
+                done.ray_state += _delete_ray_state(results, folder.name, folds)
+            elif _storage_under(results):  # a shared storage's state of a name is not ours to guess
+                done.ray_state += _delete_ray_state(results, folder.name, folds)
+    except OSError as err:
+        raise ConfigError(f"{err.filename or results}: cannot delete ({err.strerror or err})") from err
+    finally:  # what was deleted leaves no MLflow run pointing at it, whatever stopped the rest
+        gone = done.folders + [results / name for name in done.missing]
+        if track and gone:
+            done.mlflow_runs = prune_runs(results, gone)
     return done
 
 
-def prune_runs(results: Path) -> list[str]:
-    """Mark deleted every MLflow run of `results`' store that points at a folder that is gone
-    (its `raylab.run_dir`, or one of the folders a `table5` run read), with its child runs;
-    returns their names."""
+def prune_runs(results: Path, removed: list[Path] | None = None) -> list[str]:
+    """Mark deleted the MLflow runs of `results` that point at a folder that is gone (their
+    `raylab.run_dir`, or one of the folders a `table5` run read), with their child runs; returns
+    their names. Only folders directly in `results` count, so a shared server's runs of other
+    results folders or hosts are never touched; with `removed`, only runs of those folders."""
     from raylab.runtime.tracking import RUN_DIR_TAG, SOURCES_TAG, Tracker, delete_runs_where
+
+    root = Path(results).resolve()
+    only = None if removed is None else {Path(p).resolve() for p in removed}
+
+    def ours_and_gone(path: str) -> bool:
+        folder = Path(path).resolve()
+        if folder.parent != root:
+            return False
+        return folder in only if only is not None else not folder.exists()
 
     def gone(tags: dict[str, str]) -> bool:
         if tags.get(RUN_DIR_TAG):
-            return not Path(tags[RUN_DIR_TAG]).exists()
+            return ours_and_gone(tags[RUN_DIR_TAG])
         if tags.get(SOURCES_TAG):
-            return not all(Path(p).exists() for p in json.loads(tags[SOURCES_TAG]))
+            try:
+                sources = json.loads(tags[SOURCES_TAG])
+            except ValueError:
+                return False
+            return any(ours_and_gone(p) for p in sources)
         return False
 
     tracker = Tracker(results)
     if tracker.uri.startswith("sqlite:///") and not Path(tracker.uri[len("sqlite:///"):]).exists():
         return []  # no store yet: nothing to mark
-    return delete_runs_where(tracker, gone)
+    try:
+        return delete_runs_where(tracker, gone)
+    except Exception as err:  # MlflowException, a refused connection: one line, not a traceback
+        raise ConfigError(f"MLflow store {tracker.uri}: cannot mark the deleted runs' MLflow runs "
+                          f"deleted ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                          "run `raylab runs prune` when it is reachable") from err
+
+
+def _storage_under(results: Path) -> bool:
+    storage = storage_root(results)
+    return "://" not in storage and Path(storage).resolve().is_relative_to(Path(results).resolve())
 
 
 def _run_json(folder: Path) -> dict:

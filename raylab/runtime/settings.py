@@ -24,7 +24,8 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-RESERVED_NAMES = ("ray", "demo-data", "demo-corpus")  # Ray's storage and the demo data live there
+RESERVED_NAMES = ("ray", "demo-data", "demo-corpus",  # Ray's storage and the demo data live there
+                  "logs", "mlartifacts", "mlflow.db")  # command logs and the local MLflow store
 RUN_KINDS = {"search": "TPE search (raylab tune)", "crossval": "ten-fold run (raylab train)",
              "train-local": "one-fold run (raylab train --local)"}
 
