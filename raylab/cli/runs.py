@@ -21,9 +21,10 @@ def register(subparsers, common) -> None:
                         help="leave the MLflow store alone (folders and Ray state only)")
     delete.set_defaults(func=run_delete)
     prune = actions.add_parser(
-        "prune", parents=[common], help="mark deleted the MLflow runs whose folders in this results folder are gone",
-        description="Mark deleted every MLflow run whose run folder (tag raylab.run_dir) no "
-                    "longer exists, with its child runs.")
+        "prune", parents=[common], help="mark deleted the MLflow runs whose folders are gone",
+        description="Mark deleted every MLflow run whose run folder (tag raylab.run_dir) in this "
+                    "results folder no longer exists, with its child runs; runs of other results "
+                    "folders or hosts are left alone.")
     prune.set_defaults(func=run_prune)
 
 

@@ -67,7 +67,7 @@ def delete_runs(results: Path, names: list[str], missing_ok: bool = False,
                 shutil.rmtree(folder, ignore_errors=True)
                 done.folders.append(folder)
                 done.ray_state += _delete_ray_state(results, folder.name, folds)
-            elif _storage_under(results):  # a shared storage's state of a name is not ours to guess
+            elif _storage_under(results):  # a shared storage's state is not ours to guess at
                 done.ray_state += _delete_ray_state(results, folder.name, folds)
     except OSError as err:
         raise ConfigError(f"{err.filename or results}: cannot delete ({err.strerror or err})") from err
@@ -111,9 +111,10 @@ def prune_runs(results: Path, removed: list[Path] | None = None) -> list[str]:
     try:
         return delete_runs_where(tracker, gone)
     except Exception as err:  # MlflowException, a refused connection: one line, not a traceback
-        raise ConfigError(f"MLflow store {tracker.uri}: cannot mark the deleted runs' MLflow runs "
-                          f"deleted ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                          "run `raylab runs prune` when it is reachable") from err
+        first = (str(err).splitlines() or [""])[0]
+        raise ConfigError(f"MLflow store {tracker.uri}: cannot mark the runs deleted "
+                          f"({type(err).__name__}: {first}); run `raylab runs prune` when it is "
+                          "reachable") from err
 
 
 def _storage_under(results: Path) -> bool:
