@@ -70,7 +70,8 @@ def delete_runs(results: Path, names: list[str], missing_ok: bool = False,
             elif _storage_under(results):  # a shared storage's state is not ours to guess at
                 done.ray_state += _delete_ray_state(results, folder.name, folds)
     except OSError as err:
-        raise ConfigError(f"{err.filename or results}: cannot delete ({err.strerror or err})") from err
+        where = err.filename or results
+        raise ConfigError(f"{where}: cannot delete ({err.strerror or err})") from err
     finally:  # what was deleted leaves no MLflow run pointing at it, whatever stopped the rest
         gone = done.folders + [results / name for name in done.missing]
         if track and gone:
