@@ -299,3 +299,28 @@ def test_folds_finished_after_the_driver_died_are_collected_not_trained_again(tm
     assert not (folds_dir / "B").exists()  # no outputs reported: trained again
     later = datetime.now(timezone.utc) + timedelta(minutes=1)  # checkpoints of an older run
     assert recover_folds(str(storage), "r", ["A"], tmp_path / "other", later) == []
+
+
+def test_a_checkpoint_with_no_time_of_its_own_is_dated_by_its_files_or_not_trusted():
+    """On an object store a checkpoint 'folder' has no mtime: its files date it, and with none
+    it is not taken for this run's (a deleted run of the same name may have left it)."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from raylab.crossval.ray_train import _at_or_after, _written_at
+
+    start = datetime(2026, 11, 30, tzinfo=timezone.utc)
+
+    class Store:
+        def __init__(self, files):
+            self.files = files
+
+        def get_file_info(self, what):
+            if isinstance(what, str):
+                return SimpleNamespace(mtime=None)
+            return [SimpleNamespace(mtime=t) for t in self.files]
+
+    old, new = start - timedelta(days=1), start + timedelta(minutes=5)
+    assert _at_or_after(_written_at(Store([new, new]), "ckpt"), start)
+    assert not _at_or_after(_written_at(Store([old, new]), "ckpt"), start)
+    assert not _at_or_after(_written_at(Store([]), "ckpt"), start)

@@ -167,8 +167,25 @@ def _written_since(checkpoint: ray.train.Checkpoint, since: datetime | None) -> 
     may have left its own in the storage)."""
     if since is None:
         return True
-    mtime = checkpoint.filesystem.get_file_info(checkpoint.path).mtime
-    return mtime is None or mtime >= since
+    return _at_or_after(_written_at(checkpoint.filesystem, checkpoint.path), since)
+
+
+def _at_or_after(mtime: datetime | None, since: datetime) -> bool:
+    return mtime is not None and mtime >= since
+
+
+def _written_at(filesystem: Any, path: str) -> datetime | None:
+    """When a checkpoint folder was written: its own time, or on an object store (whose
+    "folders" have none) its oldest file's; None when nothing says (then it is not trusted)."""
+    import pyarrow.fs as pafs
+
+    mtime = filesystem.get_file_info(path).mtime
+    if mtime is None:
+        files = filesystem.get_file_info(pafs.FileSelector(path, recursive=True,
+                                                           allow_not_found=True))
+        times = [info.mtime for info in files if info.mtime is not None]
+        mtime = min(times) if times else None
+    return mtime
 
 
 def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> None:
@@ -294,7 +311,7 @@ def recover_folds(storage: str, name: str, folds: list[str], folds_dir: Path,
                                                            allow_not_found=True))
         checkpoints = sorted((info for info in found if info.type == pafs.FileType.Directory
                               and info.base_name.startswith("checkpoint_")
-                              and (info.mtime is None or info.mtime >= since)),
+                              and _at_or_after(_written_at(filesystem, info.path), since)),
                              key=lambda info: info.base_name)
         for info in reversed(checkpoints):
             try:
