@@ -132,6 +132,26 @@ def cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def remove_a_node_running(cluster, nodes: list, process: subprocess.Popen, runs: str):
+    """Remove the first of `nodes` that a RUNNING MLflow run matching the filter `runs` names
+    (its `raylab.node_id`), while `process` runs; returns the node removed."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cluster.uri)
+    workers = {node.node_id: node for node in nodes}
+    victim = None
+    deadline = time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline and process.poll() is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+        running = client.search_runs(ids, f"{runs} and attributes.status = 'RUNNING'")
+        victim = next((workers[r.data.tags["raylab.node_id"]] for r in running
+                       if r.data.tags.get("raylab.node_id") in workers), None)
+        time.sleep(0.5)
+    assert victim is not None, "nothing ran on a worker node"
+    cluster.nodes.remove_node(victim)
+    return victim
+
+
 def server_runs(uri: str) -> list:
     from mlflow import MlflowClient
 
@@ -297,28 +317,15 @@ def test_a_driver_killed_mid_run_resumes_without_losing_or_repeating_a_fold(clus
 def test_a_node_lost_mid_search_costs_no_trial_and_leaves_nothing_running(cluster, trained):
     """A worker node removed while the search's trials run: the trials it hosted are retried
     (--max-failures), the search reaches its budget, and no MLflow run stays RUNNING."""
-    from mlflow import MlflowClient
-
     env = {**os.environ, "PYTHONPATH": os.environ["PYTHONPATH"]}
     search = subprocess.Popen(
         [sys.executable, "-m", "raylab", "--results", str(cluster.results), "tune", "elor",
          "--data", str(cluster.data), "--space", str(TINY), "--num-samples", "3", "--epochs", "2",
          "--max-failures", "2", "--name", "mn-lost", "--address", cluster.address],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    client = MlflowClient(cluster.uri)
-    workers = {node.node_id: node for node in cluster.workers}
-    victim = None
     try:
-        deadline = time.monotonic() + 300
-        while victim is None and time.monotonic() < deadline and search.poll() is None:
-            ids = [e.experiment_id for e in client.search_experiments()]
-            running = client.search_runs(ids, "tags.`raylab.search` = 'mn-lost' and "
-                                              "attributes.status = 'RUNNING'")
-            victim = next((workers[r.data.tags["raylab.node_id"]] for r in running
-                           if r.data.tags.get("raylab.node_id") in workers), None)
-            time.sleep(0.5)
-        assert victim is not None, "no trial ran on a worker node"
-        cluster.nodes.remove_node(victim)  # a trial is running there
+        victim = remove_a_node_running(cluster, cluster.workers, search,
+                                       "tags.`raylab.search` = 'mn-lost'")  # a trial runs there
         out, _ = search.communicate(timeout=600)
     finally:
         if search.poll() is None:
@@ -340,8 +347,6 @@ def test_a_node_lost_mid_tenfold_run_costs_no_fold_and_leaves_nothing_running(cl
     """A worker node removed while the folds train (one per node): the fold it hosted is retried
     by Ray Train within --max-failures on the nodes left, all folds finish, and every fold run is
     FINISHED once and otherwise FAILED or KILLED, none RUNNING."""
-    from mlflow import MlflowClient
-
     alive = [node for node in cluster.workers if node.remaining_processes_alive()]
     cluster.workers.append(cluster.nodes.add_node(**NODE))  # three nodes again
     cluster.nodes.wait_for_nodes()
@@ -355,20 +360,9 @@ def test_a_node_lost_mid_tenfold_run_costs_no_fold_and_leaves_nothing_running(cl
          "--data", str(cluster.data), "--folds", ",".join(folds), "--cpus-per-worker", "1",
          "--max-failures", "2", "--name", "mn-lost-fold", "--address", cluster.address, *sets],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    client = MlflowClient(cluster.uri)
-    workers = {node.node_id: node for node in alive}
-    victim = None
     try:
-        deadline = time.monotonic() + 300
-        while victim is None and time.monotonic() < deadline and driver.poll() is None:
-            ids = [e.experiment_id for e in client.search_experiments()]
-            running = client.search_runs(ids, "tags.`raylab.kind` = 'crossval-fold' and "
-                                              "attributes.status = 'RUNNING'")
-            victim = next((workers[r.data.tags["raylab.node_id"]] for r in running
-                           if r.data.tags.get("raylab.node_id") in workers), None)
-            time.sleep(0.5)
-        assert victim is not None, "no fold trained on a worker node"
-        cluster.nodes.remove_node(victim)  # a fold's worker is training there
+        victim = remove_a_node_running(cluster, alive, driver,  # a fold's worker trains there
+                                       "tags.`raylab.kind` = 'crossval-fold'")
         out, _ = driver.communicate(timeout=600)
     finally:
         if driver.poll() is None:
