@@ -113,3 +113,47 @@ def test_a_trial_killed_for_memory_is_its_failure_and_the_search_goes_on(
     assert "val/mean_war" in killed[0].data.metrics  # the epoch it lived to report
     parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
     assert parent.info.status == "FINISHED" and parent.data.tags["raylab.trials_failed"] == "1"
+
+
+def test_a_search_saved_before_raylab_kept_its_record_resumes_with_record_and_bar(
+        ray_local, demo_dataset, results, monkeypatch, capsys):
+    """A search whose Tune state was saved by a raylab before the record of ended trials and the
+    search bar (no `<run>/trials/`, neither callback in Tune's state), interrupted after its first
+    trial, then resumed by this raylab: one line says so, the record starts from Tune's state and
+    holds every trial once the budget is reached, and the bar counts the trials that end."""
+    import raylab.search.ray_tune as ray_tune
+    from ray.tune import ExperimentAnalysis
+
+    from raylab.search.driver import SearchOptions, run_search
+    from raylab.search.ray_record import TrialRecorder
+    from tests.fixtures_runs import InterruptAfter
+
+    new_tuner = ray_tune._new_tuner
+
+    def as_before_the_record(*args):  # the Tuner an older raylab built: neither callback
+        *head, callbacks = args
+        kept = tuple(c for c in callbacks
+                     if not isinstance(c, (TrialRecorder, ray_tune.SearchProgress)))
+        return new_tuner(*head, kept)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ray_tune, "_new_tuner", as_before_the_record)
+        first = run_search("elor", str(demo_dataset), SearchOptions(TINY, name="old"),
+                           results=results, callbacks=[InterruptAfter(1)])
+    run_dir = results / "old"
+    assert not first.complete and not (run_dir / "trials").exists()
+    capsys.readouterr()
+    said: list[str] = []
+    done = run_search("elor", None, SearchOptions(resume=True, name="old"), results=results,
+                      say=said.append)
+    assert done.complete and sum(t.status == "FINISHED" for t in done.trials) == 3
+    assert len(said) == 1 and "without the record of ended trials" in said[0], said
+    assert "(1 ended trials" in said[0], said
+    tune_trials = ExperimentAnalysis(str(results / "ray" / "old")).trials
+    records = _trial_records(run_dir)
+    assert sorted(records) == sorted(t.trial_id for t in tune_trials)
+    for t in tune_trials:
+        assert records[t.trial_id]["status"] == "FINISHED"
+        assert [r["epoch"] for r in records[t.trial_id]["results"]] == [1, 2]
+        assert records[t.trial_id]["results"][-1]["val_acc_mean"] == t.last_result["val_acc_mean"]
+    assert "search old: 3/3 trials" in capsys.readouterr().err

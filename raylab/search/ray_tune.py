@@ -14,18 +14,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ray
 from ray import tune
 
 from raylab.errors import DataError
-from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
+from raylab.report.layout import RUN_FILE, SPACE_FILE, TRIALS_DIR, RunRecord
 from raylab.report.metric_names import SEARCH_METRICS, epoch_metrics
 from raylab.runtime.fsutil import write_atomic
 from raylab.runtime.ray_session import live_nodes
 from raylab.runtime.tracking import BEST_TAG, NOTE_TAG, PARENT_TAG, check_store_reachable
-from raylab.search.ray_record import TrialRecorder, replay
+from raylab.search.ray_record import TrialRecorder, record_from_tune, replay
 from raylab.search.results import (SearchResult, TrialSummary, plain, recorded_trials, short,
                                    write_best)
 from raylab.search.space import SearchSpace, dump_search_space, paper_values
@@ -100,7 +100,7 @@ def can_restore(experiment_path: str) -> bool:
 def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: str,
              state: RunRecord | None, seed: int, scheduler: str, cpus: float, gpus: float,
              results: Path, track: bool, max_failures: int, device: str | None,
-             callbacks: tuple) -> SearchResult:
+             callbacks: tuple, say: Callable[[str], None] | None = None) -> SearchResult:
     from raylab.runtime.ray_capacity import clear_resource_requests
     from raylab.runtime.tracking import Tracker, close_stale_children
 
@@ -142,22 +142,25 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
             trainable = tune.with_resources(
                 tune.with_parameters(_trial, arrays=arrays_ref, context=context),
                 {"cpu": cpus, "gpu": gpus})
-            recorded = {}
+            recorded, analysis = {}, None
             if state is not None:
+                analysis = tune.ExperimentAnalysis(experiment_path)
                 recorded = {t.trial_id: TUNE_STATUS.get(t.status, "UNFINISHED")
-                            for t in tune.ExperimentAnalysis(experiment_path).trials}
+                            for t in analysis.trials}
                 _settle_children(tracker, parent.run_id, _as_recorded(recorded, ended))
             # trials Tune itself holds ended; those it forgot end again (replayed) in this fit
             bar = SearchBar(name, space.num_samples, space.metric, space.mode,
                             sum(s != "UNFINISHED" for s in recorded.values()))
+            recorder = TrialRecorder(run_dir, functools.partial(planned_epochs, space.arch,
+                                                                fixed))
             if state is None:
-                recorder = TrialRecorder(run_dir, functools.partial(planned_epochs, space.arch,
-                                                                    fixed))
                 tuner = _new_tuner(trainable, space, name, storage, seed, scheduler,
                                    max_failures, (recorder, *callbacks, SearchProgress(name)))
             else:  # the callbacks, SearchProgress included, come back with the Tuner's state
                 tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
+                _add_lost_callbacks(tuner, recorder, SearchProgress(name), analysis, run_dir,
+                                    say)
             try:
                 with _tune_environment():
                     grid = tuner.fit()
@@ -240,6 +243,25 @@ class SearchProgress(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         if self.name in _BARS:
             _BARS[self.name].ended(trial.trial_id, failed=True)
+
+
+def _add_lost_callbacks(tuner: Any, recorder: TrialRecorder, progress: SearchProgress,
+                        analysis: Any, run_dir: Path, say: Callable[[str], None] | None) -> None:
+    """A Tune state saved by a raylab that kept no record of ended trials (or no search bar)
+    comes back without those callbacks: add them, start the record from Tune's state, and say so
+    in one line (a trial that ended after Tune's last save of that state trains again)."""
+    # Tune has no public way to add callbacks to a restored Tuner; its RunConfig holds them
+    config = tuner._local_tuner.get_run_config()
+    callbacks = list(config.callbacks or [])
+    held = {type(callback) for callback in callbacks}
+    config.callbacks = callbacks + [c for c in (recorder, progress) if type(c) not in held]
+    if TrialRecorder in held:
+        return
+    started = record_from_tune(run_dir, analysis)
+    if say is not None:
+        say(f"note: {analysis.experiment_path} was saved by a raylab without the record of ended "
+            f"trials; it starts now from Tune's state ({len(started)} ended trials, "
+            f"{run_dir / TRIALS_DIR}); a trial that ended after Tune's last save of it runs again")
 
 
 @contextlib.contextmanager
