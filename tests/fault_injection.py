@@ -8,17 +8,19 @@ import signal
 SIGNALS = {"kill": signal.SIGKILL, "interrupt": signal.SIGINT}
 
 
-def signal_after_first_record(name: str) -> None:
-    """Send this process signal `name` (kill, interrupt) once, right after raylab recorded a trial
-    as ended in the run folder: its last epoch reached the driver, Ray Tune has not yet saved it
-    as finished, and its own process may not have closed its MLflow run."""
+def signal_after_record(name: str, nth: int = 1) -> None:
+    """Send this process signal `name` (kill, interrupt) once, right after raylab recorded its
+    `nth` trial as ended in the run folder: its last epoch reached the driver, Ray Tune has not yet
+    saved it as finished, and its own process may not have closed its MLflow run."""
     from raylab.search import ray_record
 
-    record_trial, pending = ray_record.record_trial, [SIGNALS[name]]
+    record_trial, pending, seen = ray_record.record_trial, [SIGNALS[name]], []
 
     def record_then_signal(*args, **kwargs):
         path = record_trial(*args, **kwargs)
-        if path is not None and pending:
+        if path is not None:
+            seen.append(path)
+        if len(seen) == nth and pending:
             os.kill(os.getpid(), pending.pop())
         return path
 
@@ -41,3 +43,4 @@ def trial_killed_for_memory(config: dict, arrays, context) -> None:
 
         tune.report = report_then_die
     _trial(config, arrays, context)
+

@@ -157,3 +157,51 @@ def test_a_search_saved_before_raylab_kept_its_record_resumes_with_record_and_ba
         assert [r["epoch"] for r in records[t.trial_id]["results"]] == [1, 2]
         assert records[t.trial_id]["results"][-1]["val_acc_mean"] == t.last_result["val_acc_mean"]
     assert "search old: 3/3 trials" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two driver processes, each starting its own Ray: minutes on 2 cores
+def test_a_trial_tune_never_saved_is_replayed_on_resume_not_trained_again(demo_dataset, tmp_path):
+    """Tune saves its state once at the start here (`TUNE_GLOBAL_CHECKPOINT_S`, Tune's own knob,
+    set high: the window between two saves made wide), so the third trial starts and ends wholly
+    between two saves; the driver is SIGKILLed the moment that trial is recorded. The resumed
+    search reaches its budget with nothing trained twice: counted from Tune's record, MLflow and
+    raylab's record."""
+    from ray.tune import ExperimentAnalysis
+
+    results = tmp_path / "results"
+    run_dir = results / "window"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "3600"
+    argv = [sys.executable, "-m", "tests.fault_driver", "--results", str(results), "tune", "elor",
+            "--data", str(demo_dataset), "--space", str(TINY), "--name", "window"]
+
+    killed = subprocess.run(argv, env={**env, "RAYLAB_TEST_FAULT": "kill:3"}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-3000:]
+    first = _trial_records(run_dir)
+    assert len(first) == 3 and all(r["status"] == "FINISHED" for r in first.values())
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").iterdir()}
+
+    done = subprocess.run([*argv, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "3 of 3 trials; 3 finished, 0 failed" in done.stdout, done.stdout[-2000:]
+    # Tune's record: the budget, and the trials raylab recorded before the kill, no other
+    tune_trials = ExperimentAnalysis(str(results / "ray" / "window")).trials
+    assert sorted(t.trial_id for t in tune_trials) == sorted(first)
+    assert all(t.status == "TERMINATED" for t in tune_trials)
+    for t in tune_trials:  # each as it reported when it trained, replayed from the record
+        assert t.last_result["val_acc_mean"] == first[t.trial_id]["results"][-1]["val_acc_mean"]
+    # raylab's record: written once, before the kill
+    assert _trial_records(run_dir) == first
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").iterdir()} == stamps
+    # MLflow: one FINISHED child run per trial, none trained after the resume
+    _, runs = _runs(results)
+    parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    statuses = sorted((r.data.tags["raylab.trial_id"], r.info.status) for r in children)
+    assert statuses == [(trial, "FINISHED") for trial in sorted(first)], statuses
+    assert parent.info.status == "FINISHED"
+

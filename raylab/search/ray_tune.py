@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 import ray
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from raylab.errors import DataError
 from raylab.report.layout import RUN_FILE, SPACE_FILE, TRIALS_DIR, RunRecord
@@ -267,8 +268,9 @@ def _add_lost_callbacks(tuner: Any, recorder: TrialRecorder, progress: SearchPro
 @contextlib.contextmanager
 def _tune_environment() -> Iterator[None]:
     """During one fit: Ray's CLIReporter (our columns) instead of its newer default output, and
-    Tune's state saved every second instead of every ten or more, so that every trial that
-    reports a result is in the saved state a killed driver leaves (unless set already)."""
+    Tune's state saved every second instead of every ten or more (unless set already), so that the
+    state a killed driver leaves is at most a second old (every trial is in it before it starts:
+    `SavedFifo`, `SavedAsha`)."""
     settings = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     before = {key: os.environ.get(key) for key in settings}
     os.environ.update({key: before[key] or value for key, value in settings.items()})
@@ -363,7 +365,6 @@ def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str, dict]:
 
 def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed: int,
                scheduler: str, max_failures: int, callbacks: tuple) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.hyperopt import HyperOptSearch
 
@@ -372,8 +373,8 @@ def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed
                               n_initial_points=space.n_initial_points, random_state_seed=seed)
     max_epochs = (space.param("epochs").high if "epochs" in space.names
                   else space.fixed.get("epochs") or paper_values(space.arch)["epochs"])
-    schedule = (ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1)
-                if scheduler == "asha" else FIFOScheduler())
+    schedule = (SavedAsha(time_attr="training_iteration", max_t=max_epochs, grace_period=1)
+                if scheduler == "asha" else SavedFifo())
     shown = {k: k for k in ("lr", "batch_size", "epochs", "dropout") if k in space.names}
     reporter = tune.CLIReporter(
         metric_columns={"training_iteration": "epoch", "val_acc_mean": "val_acc",
@@ -390,6 +391,35 @@ def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed
             name=name, storage_path=storage, verbose=1, progress_reporter=reporter,
             failure_config=tune.FailureConfig(max_failures=max_failures),
             callbacks=list(callbacks)))
+
+
+class _SavedBeforeStart:
+    """A Tune scheduler whose trials are in Tune's saved state before they can start: the step
+    that adds trials saves the state (forced, whatever `TUNE_GLOBAL_CHECKPOINT_S`) before Tune
+    starts an actor for any of them. A trial that started and ended between two periodic saves
+    would otherwise be unknown to a resume after the driver was killed: trained again, beside its
+    record. Known to the saved state, it is restarted on `--resume` and replayed from the record."""
+
+    _unsaved = False
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        self._unsaved = True
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        if self._unsaved:  # Tune asks this before it starts actors, in the step that added trials
+            self._unsaved = False
+            # a scheduler gets the controller behind a wrapper that names the allowed calls
+            getattr(tune_controller, "_tune_controller", tune_controller).checkpoint(force=True)
+        return super().choose_trial_to_run(tune_controller)
+
+
+class SavedFifo(_SavedBeforeStart, FIFOScheduler):
+    """FIFO (every trial to its last epoch), trials saved before they start."""
+
+
+class SavedAsha(_SavedBeforeStart, ASHAScheduler):
+    """ASHA, trials saved before they start."""
 
 
 def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
