@@ -44,3 +44,26 @@ def trial_killed_for_memory(config: dict, arrays, context) -> None:
         tune.report = report_then_die
     _trial(config, arrays, context)
 
+
+def fold_helper_killed(config: dict, helper: str, flag: str) -> None:
+    """raylab's fold worker loop, except that the first attempt of any fold, once its first
+    epoch is reported, SIGKILLs a Ray Train helper's process as Ray's memory monitor kills one:
+    the fold's `TrainController` (helper "controller") or this `RayTrainWorker` ("worker").
+    `flag`, a file, marks that it was done, so the retry trains."""
+    import ray.train
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    from raylab.crossval import ray_train
+
+    report = ray.train.report
+
+    def report_then_kill(metrics: dict, *args, **kwargs):
+        report(metrics, *args, **kwargs)
+        if "epoch" in metrics and not os.path.exists(flag):
+            open(flag, "w").close()
+            pid = os.getpid() if helper == "worker" else ray.get(
+                get_train_context().controller_actor.__ray_call__.remote(lambda _: os.getpid()))
+            os.kill(pid, signal.SIGKILL)
+
+    ray.train.report = report_then_kill
+    ray_train.train_fold_worker(config)

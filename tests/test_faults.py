@@ -1,6 +1,6 @@
-"""Faults of a search on one machine: the `raylab tune` driver SIGKILLed and then interrupted
-(SIGINT, as Ctrl-C) at fixed points, each followed by `--resume`; one trial's process killed as
-the out-of-memory killer kills one. Counted from Ray Tune's record, from MLflow and from raylab's
+"""Faults on one machine: the `raylab tune` driver SIGKILLed and then interrupted (SIGINT, as
+Ctrl-C) at fixed points, each followed by `--resume`; one trial's process killed as the
+out-of-memory killer kills one; a fold's Ray Train controller or worker killed the same way. Counted from Ray Tune's record, from MLflow and from raylab's
 own record of ended trials (`<run>/trials/`): nothing finished is lost, nothing runs twice, the
 totals equal the budget, and no MLflow run is left RUNNING."""
 from __future__ import annotations
@@ -205,3 +205,41 @@ def test_a_trial_tune_never_saved_is_replayed_on_resume_not_trained_again(demo_d
     assert statuses == [(trial, "FINISHED") for trial in sorted(first)], statuses
     assert parent.info.status == "FINISHED"
 
+
+@pytest.mark.parametrize("helper", ["controller", "worker"])
+def test_a_fold_whose_ray_train_helper_is_killed_for_memory_is_retried(
+        ray_local, demo_dataset, results, monkeypatch, capsys, tmp_path, helper):
+    """The fold's TrainController, or its RayTrainWorker, SIGKILLed after the fold's first epoch
+    (as Ray's memory monitor kills a process): the fold is retried within --max-failures and
+    finishes, trained to the end once; the killed attempt's MLflow run is closed, none RUNNING;
+    no temporary folder of the fold is left."""
+    import functools
+    import tempfile
+
+    import raylab.crossval.ray_train
+    from raylab.cli import main
+    from raylab.data.dataset import load_dataset
+    from tests.fault_injection import fold_helper_killed
+    from tests.fixtures_runs import TOY
+
+    fold = load_dataset(demo_dataset, audio=False).speakers[0]
+    flag = tmp_path / "killed"
+    monkeypatch.setattr(raylab.crossval.ray_train, "train_fold_worker",
+                        functools.partial(fold_helper_killed, helper=helper, flag=str(flag)))
+    temps = set(Path(tempfile.gettempdir()).glob(f"raylab-{fold}-*"))
+    sets = [arg for key, value in {**TOY, "epochs": 2}.items() for arg in ("--set", f"{key}={value}")]
+    code = main(["train", "elor", "--data", str(demo_dataset), "--folds", fold, "--name", "oom",
+                 "--cpus-per-worker", "0.5", "--max-failures", "1", *sets])
+    out, err = capsys.readouterr()
+    assert flag.exists(), "the fault was not injected"
+    assert code == 0, out[-3000:] + err[-3000:]
+    run = json.loads((results / "oom" / "run.json").read_text())
+    assert run["completed"] == [fold] and not run["failed"], run
+    assert (results / "oom" / "folds" / fold / "predictions.parquet").exists()
+    _, runs = _runs(results)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run["mlflow_run_id"]]
+    statuses = sorted(r.info.status for r in children)
+    assert statuses == ["FINISHED", "KILLED"], statuses  # the killed attempt, then the retry
+    finished = next(r for r in children if r.info.status == "FINISHED")
+    assert "test/arousal_war" in finished.data.metrics
+    assert set(Path(tempfile.gettempdir()).glob(f"raylab-{fold}-*")) <= temps

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ from raylab.errors import ConfigError, DataError
 from raylab.report.layout import METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
+
+_log = logging.getLogger(__name__)
 
 # The Tune trial of a fold only waits on its TorchTrainer: it holds no CPU its workers need (a
 # 0.01-CPU trial on a node of as many CPUs as a worker leaves no room for the worker, so folds
@@ -190,20 +193,36 @@ def _written_at(filesystem: Any, path: str) -> datetime | None:
 
 def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> None:
     """Ray Tune trial of one fold: build the fold's TorchTrainer around `worker` (the worker
-    loop, `train_fold_worker`) and fit it (Train V2 idiom)."""
+    loop, `train_fold_worker`) and fit it (Train V2 idiom).
+
+    Ray Train retries the fold when a worker dies, not when its controller does (Ray's memory
+    monitor may kill either; the workers die with their controller): then the trainer is built
+    again, under the same Train run, within `--max-failures` counted over both. The new workers
+    find the fold's outputs when an earlier attempt reported them (`report_again`), so a fold is
+    never trained twice."""
     speaker = config["fold"]
     resources = {"CPU": job.cpus, **({"GPU": job.gpus} if job.gpus > 0 else {})}
-    trainer = TorchTrainer(
-        worker, train_loop_config={"job": job, "fold": speaker},
-        scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.gpus > 0,
-                                               resources_per_worker=resources),
-        run_config=ray.train.RunConfig(
-            name=f"{job.name}-{speaker}", storage_path=job.storage,
-            failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # FoldCollector reports
-            callbacks=[TuneReportCallback()]))
-    trainer.fit()
+    for controllers_lost in range(job.max_failures + 1):
+        trainer = TorchTrainer(
+            worker, train_loop_config={"job": job, "fold": speaker},
+            scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.gpus > 0,
+                                                   resources_per_worker=resources),
+            run_config=ray.train.RunConfig(
+                name=f"{job.name}-{speaker}", storage_path=job.storage,
+                failure_config=ray.train.FailureConfig(
+                    max_failures=job.max_failures - controllers_lost),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+                logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # FoldCollector
+                callbacks=[TuneReportCallback()]))
+        try:
+            trainer.fit()
+            return
+        except ray.exceptions.RayActorError as err:  # the controller's process died
+            if controllers_lost == job.max_failures:
+                raise
+            _log.warning("fold %s: its Ray Train controller died (%s); trying again, %d of "
+                         "--max-failures %d left", speaker, short_error(err),
+                         job.max_failures - controllers_lost - 1, job.max_failures)
 
 
 class FoldCollector(tune.Callback):
@@ -377,6 +396,9 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
                                   callbacks=[collector], verbose=0,
+                                  # a fold's failures are retried below the trial, by Ray Train
+                                  # (a worker) and `fold_trial` (the controller), within
+                                  # --max-failures; a retried trial would multiply those
                                   failure_config=tune.FailureConfig(max_failures=0)))
     try:
         grid = tuner.fit()
