@@ -45,11 +45,11 @@ def trial_killed_for_memory(config: dict, arrays, context) -> None:
     _trial(config, arrays, context)
 
 
-def fold_helper_killed(config: dict, helper: str, flag: str) -> None:
-    """raylab's fold worker loop, except that the first attempt of any fold, once its first
-    epoch is reported, SIGKILLs a Ray Train helper's process as Ray's memory monitor kills one:
-    the fold's `TrainController` (helper "controller") or this `RayTrainWorker` ("worker").
-    `flag`, a file, marks that it was done, so the retry trains."""
+def fold_helper_killed(config: dict, helper: str, flag: str, when: str = "epoch") -> None:
+    """raylab's fold worker loop, except that the first attempt of any fold, once it reported
+    its first epoch (`when` "epoch") or its outputs ("outputs"), SIGKILLs a Ray Train helper's
+    process as Ray's memory monitor kills one: the fold's `TrainController` (helper "controller")
+    or this `RayTrainWorker` ("worker"). `flag`, a file, marks that it was done."""
     import ray.train
     from ray.train.v2._internal.execution.context import get_train_context
 
@@ -59,7 +59,8 @@ def fold_helper_killed(config: dict, helper: str, flag: str) -> None:
 
     def report_then_kill(metrics: dict, *args, **kwargs):
         report(metrics, *args, **kwargs)
-        if "epoch" in metrics and not os.path.exists(flag):
+        if ("checkpoint" in kwargs if when == "outputs" else "epoch" in metrics) \
+                and not os.path.exists(flag):
             open(flag, "w").close()
             pid = os.getpid() if helper == "worker" else ray.get(
                 get_train_context().controller_actor.__ray_call__.remote(lambda _: os.getpid()))

@@ -34,7 +34,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from raylab.data.dataset import filesystem_for
 from raylab.errors import ConfigError, DataError
-from raylab.report.layout import METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
+from raylab.report.layout import CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
 
@@ -103,7 +103,9 @@ def train_fold_worker(config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     done = ray.train.get_checkpoint()
-    if done is not None and _written_since(done, job.created):
+    if done is None or not _written_since(done, job.created):
+        done = uploaded_outputs(job, speaker)  # by an attempt whose controller died
+    if done is not None:
         report_again(done, speaker, rank)  # rank 0 reports outputs only once the fold is trained
         return
     arrays = ray.get(job.arrays_ref)
@@ -163,6 +165,39 @@ def report_again(done: ray.train.Checkpoint, speaker: str, rank: int) -> None:
                                      for key, value in metrics.items()}}
         ray.train.report(final, checkpoint=ray.train.Checkpoint.from_directory(tmp)
                          if rank == 0 else None)
+
+
+def uploaded_outputs(job: FoldJob, fold: str) -> ray.train.Checkpoint | None:
+    """The outputs of `fold` that an earlier attempt of this run uploaded to the fold's Train run
+    whole, newest first, when Ray Train does not hand them over: the attempt's controller died
+    before it registered them, and a new TorchTrainer (`fold_trial`) knows only what was."""
+    filesystem = filesystem_for(job.storage)[0]
+    for path in fold_checkpoints(job.storage, job.name, fold, job.created):
+        if _whole(filesystem, path):
+            return ray.train.Checkpoint(path, filesystem)
+    return None
+
+
+def _whole(filesystem: Any, path: str) -> bool:
+    """Whether a fold's checkpoint folder holds every file the fold writes (an upload cut off
+    by a death may hold some)."""
+    import pyarrow.fs as pafs
+
+    names = {info.base_name for info in filesystem.get_file_info(pafs.FileSelector(path))}
+    return {CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE} <= names
+
+
+def fold_checkpoints(storage: str, name: str, fold: str, since: datetime | None) -> list[str]:
+    """The checkpoint folders of `fold`'s Train run in `storage` written since `since` (all
+    when None), newest first."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = filesystem_for(storage)
+    found = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{name}-{fold}",
+                                                       allow_not_found=True))
+    return [info.path for info in sorted(found, key=lambda info: info.base_name, reverse=True)
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+            and (since is None or _at_or_after(_written_at(filesystem, info.path), since))]
 
 
 def _written_since(checkpoint: ray.train.Checkpoint, since: datetime | None) -> bool:
@@ -321,20 +356,12 @@ def recover_folds(storage: str, name: str, folds: list[str], folds_dir: Path,
     """Folds whose Train run reported its outputs (rank 0's checkpoint, written only once the fold
     is done) after `since` but were never copied into `folds_dir`: the driver died in between.
     Installs them and returns their names, so that a resumed run does not train them again."""
-    import pyarrow.fs as pafs
-
-    filesystem, root = filesystem_for(storage)
+    filesystem = filesystem_for(storage)[0]
     recovered = []
     for fold in folds:
-        found = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{name}-{fold}",
-                                                           allow_not_found=True))
-        checkpoints = sorted((info for info in found if info.type == pafs.FileType.Directory
-                              and info.base_name.startswith("checkpoint_")
-                              and _at_or_after(_written_at(filesystem, info.path), since)),
-                             key=lambda info: info.base_name)
-        for info in reversed(checkpoints):
+        for path in fold_checkpoints(storage, name, fold, since):
             try:
-                install_fold(info.path, filesystem, folds_dir, fold)
+                install_fold(path, filesystem, folds_dir, fold)
             except (OSError, DataError):
                 continue  # half written when the run died: the fold is trained again
             recovered.append(fold)
