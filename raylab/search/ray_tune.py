@@ -197,7 +197,7 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
 
 class SearchBar:
     """The search's line on the console: trials ended of the budget, ETA, the best value so far
-    (each trial's last report, as Tune ranks them). Lives in the driver, found by the search's
+    (each trial's last report, as Tune ranks them; under its MLflow name, `val/mean_war`). Lives in the driver, found by the search's
     name, so that the `SearchProgress` that `Tuner.restore` unpickles drives it too."""
 
     def __init__(self, name: str, budget: int, metric: str, mode: str, ended: int = 0) -> None:
@@ -212,7 +212,7 @@ class SearchBar:
         if self.metric in result:
             self.last[trial_id] = float(result[self.metric])
             best = (max if self.mode == "max" else min)(self.last.values())
-            self.bar.note(f"best {self.metric} {best:.4f}")
+            self.bar.note(f"best {SEARCH_METRICS.get(self.metric, self.metric)} {best:.4f}")
 
     def ended(self, trial_id: str, failed: bool) -> None:
         if failed:
