@@ -252,7 +252,9 @@ def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> No
         try:
             trainer.fit()
             return
-        except ray.exceptions.RayActorError as err:  # the controller's process died
+        except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as err:
+            # the controller's process died: killed (ActorDiedError), or by Ray's memory
+            # monitor, which may answer the waiting call with OutOfMemoryError instead
             if controllers_lost == job.max_failures:
                 raise
             _log.warning("fold %s: its Ray Train controller died (%s); trying again, %d of "
