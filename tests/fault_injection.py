@@ -8,17 +8,19 @@ import signal
 SIGNALS = {"kill": signal.SIGKILL, "interrupt": signal.SIGINT}
 
 
-def signal_after_first_record(name: str) -> None:
-    """Send this process signal `name` (kill, interrupt) once, right after raylab recorded a trial
-    as ended in the run folder: its last epoch reached the driver, Ray Tune has not yet saved it
-    as finished, and its own process may not have closed its MLflow run."""
+def signal_after_record(name: str, nth: int = 1) -> None:
+    """Send this process signal `name` (kill, interrupt) once, right after raylab recorded its
+    `nth` trial as ended in the run folder: its last epoch reached the driver, Ray Tune has not yet
+    saved it as finished, and its own process may not have closed its MLflow run."""
     from raylab.search import ray_record
 
-    record_trial, pending = ray_record.record_trial, [SIGNALS[name]]
+    record_trial, pending, seen = ray_record.record_trial, [SIGNALS[name]], []
 
     def record_then_signal(*args, **kwargs):
         path = record_trial(*args, **kwargs)
-        if path is not None and pending:
+        if path is not None:
+            seen.append(path)
+        if len(seen) == nth and pending:
             os.kill(os.getpid(), pending.pop())
         return path
 
@@ -41,3 +43,28 @@ def trial_killed_for_memory(config: dict, arrays, context) -> None:
 
         tune.report = report_then_die
     _trial(config, arrays, context)
+
+
+def fold_helper_killed(config: dict, helper: str, flag: str, when: str = "epoch") -> None:
+    """raylab's fold worker loop, except that the first attempt of any fold, once it reported
+    its first epoch (`when` "epoch") or its outputs ("outputs"), SIGKILLs a Ray Train helper's
+    process as Ray's memory monitor kills one: the fold's `TrainController` (helper "controller")
+    or this `RayTrainWorker` ("worker"). `flag`, a file, marks that it was done."""
+    import ray.train
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    from raylab.crossval import ray_train
+
+    report = ray.train.report
+
+    def report_then_kill(metrics: dict, *args, **kwargs):
+        report(metrics, *args, **kwargs)
+        if ("checkpoint" in kwargs if when == "outputs" else "epoch" in metrics) \
+                and not os.path.exists(flag):
+            open(flag, "w").close()
+            pid = os.getpid() if helper == "worker" else ray.get(
+                get_train_context().controller_actor.__ray_call__.remote(lambda _: os.getpid()))
+            os.kill(pid, signal.SIGKILL)
+
+    ray.train.report = report_then_kill
+    ray_train.train_fold_worker(config)

@@ -52,7 +52,7 @@ def test_ray_and_tune_output_goes_to_the_run_log_not_the_console(search):
     assert "Search 'tiny' (elor): 1 of 1 trials; 1 finished" in done.stdout
     # the bar, off a terminal: plain lines with the count of the budget and the ETA, ending done
     lines = [line for line in done.stderr.splitlines() if line.startswith("search tiny:")]
-    assert re.fullmatch(r"search tiny: 1/1 trials \S+ elapsed, ETA 00:00, best val_acc_mean "
+    assert re.fullmatch(r"search tiny: 1/1 trials \S+ elapsed, ETA 00:00, best val/mean_war "
                         r"\d\.\d{4}", lines[-1]), lines
     assert lines[0].startswith("search tiny: 0/1 trials") and len(lines) <= 1 + len(lines[1:])
     assert "\r" not in done.stderr

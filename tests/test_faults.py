@@ -1,6 +1,6 @@
-"""Faults of a search on one machine: the `raylab tune` driver SIGKILLed and then interrupted
-(SIGINT, as Ctrl-C) at fixed points, each followed by `--resume`; one trial's process killed as
-the out-of-memory killer kills one. Counted from Ray Tune's record, from MLflow and from raylab's
+"""Faults on one machine: the `raylab tune` driver SIGKILLed and then interrupted (SIGINT, as
+Ctrl-C) at fixed points, each followed by `--resume`; one trial's process killed as the
+out-of-memory killer kills one; a fold's Ray Train controller or worker killed the same way. Counted from Ray Tune's record, from MLflow and from raylab's
 own record of ended trials (`<run>/trials/`): nothing finished is lost, nothing runs twice, the
 totals equal the budget, and no MLflow run is left RUNNING."""
 from __future__ import annotations
@@ -113,3 +113,139 @@ def test_a_trial_killed_for_memory_is_its_failure_and_the_search_goes_on(
     assert "val/mean_war" in killed[0].data.metrics  # the epoch it lived to report
     parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
     assert parent.info.status == "FINISHED" and parent.data.tags["raylab.trials_failed"] == "1"
+
+
+def test_a_search_saved_before_raylab_kept_its_record_resumes_with_record_and_bar(
+        ray_local, demo_dataset, results, monkeypatch, capsys):
+    """A search whose Tune state was saved by a raylab before the record of ended trials and the
+    search bar (no `<run>/trials/`, neither callback in Tune's state), interrupted after its first
+    trial, then resumed by this raylab: one line says so, the record starts from Tune's state and
+    holds every trial once the budget is reached, and the bar counts the trials that end."""
+    import raylab.search.ray_tune as ray_tune
+    from ray.tune import ExperimentAnalysis
+
+    from raylab.search.driver import SearchOptions, run_search
+    from raylab.search.ray_record import TrialRecorder
+    from tests.fixtures_runs import InterruptAfter
+
+    new_tuner = ray_tune._new_tuner
+
+    def as_before_the_record(*args):  # the Tuner an older raylab built: neither callback
+        *head, callbacks = args
+        kept = tuple(c for c in callbacks
+                     if not isinstance(c, (TrialRecorder, ray_tune.SearchProgress)))
+        return new_tuner(*head, kept)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ray_tune, "_new_tuner", as_before_the_record)
+        first = run_search("elor", str(demo_dataset), SearchOptions(TINY, name="old"),
+                           results=results, callbacks=[InterruptAfter(1)])
+    run_dir = results / "old"
+    assert not first.complete and not (run_dir / "trials").exists()
+    capsys.readouterr()
+    said: list[str] = []
+    done = run_search("elor", None, SearchOptions(resume=True, name="old"), results=results,
+                      say=said.append)
+    assert done.complete and sum(t.status == "FINISHED" for t in done.trials) == 3
+    assert len(said) == 1 and "without the record of ended trials" in said[0], said
+    assert "(1 ended trials" in said[0], said
+    tune_trials = ExperimentAnalysis(str(results / "ray" / "old")).trials
+    records = _trial_records(run_dir)
+    assert sorted(records) == sorted(t.trial_id for t in tune_trials)
+    for t in tune_trials:
+        assert records[t.trial_id]["status"] == "FINISHED"
+        assert [r["epoch"] for r in records[t.trial_id]["results"]] == [1, 2]
+        assert records[t.trial_id]["results"][-1]["val_acc_mean"] == t.last_result["val_acc_mean"]
+    assert "search old: 3/3 trials" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two driver processes, each starting its own Ray: minutes on 2 cores
+def test_a_trial_tune_never_saved_is_replayed_on_resume_not_trained_again(demo_dataset, tmp_path):
+    """Tune saves its state once at the start here (`TUNE_GLOBAL_CHECKPOINT_S`, Tune's own knob,
+    set high: the window between two saves made wide), so the third trial starts and ends wholly
+    between two saves; the driver is SIGKILLed the moment that trial is recorded. The resumed
+    search reaches its budget with nothing trained twice: counted from Tune's record, MLflow and
+    raylab's record."""
+    from ray.tune import ExperimentAnalysis
+
+    results = tmp_path / "results"
+    run_dir = results / "window"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "3600"
+    argv = [sys.executable, "-m", "tests.fault_driver", "--results", str(results), "tune", "elor",
+            "--data", str(demo_dataset), "--space", str(TINY), "--name", "window"]
+
+    killed = subprocess.run(argv, env={**env, "RAYLAB_TEST_FAULT": "kill:3"}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-3000:]
+    first = _trial_records(run_dir)
+    assert len(first) == 3 and all(r["status"] == "FINISHED" for r in first.values())
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").iterdir()}
+
+    done = subprocess.run([*argv, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "3 of 3 trials; 3 finished, 0 failed" in done.stdout, done.stdout[-2000:]
+    # Tune's record: the budget, and the trials raylab recorded before the kill, no other
+    tune_trials = ExperimentAnalysis(str(results / "ray" / "window")).trials
+    assert sorted(t.trial_id for t in tune_trials) == sorted(first)
+    assert all(t.status == "TERMINATED" for t in tune_trials)
+    for t in tune_trials:  # each as it reported when it trained, replayed from the record
+        assert t.last_result["val_acc_mean"] == first[t.trial_id]["results"][-1]["val_acc_mean"]
+    # raylab's record: written once, before the kill
+    assert _trial_records(run_dir) == first
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "trials").iterdir()} == stamps
+    # MLflow: one FINISHED child run per trial, none trained after the resume
+    _, runs = _runs(results)
+    parent = next(r for r in runs if r.data.tags.get("raylab.kind") == "search")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    statuses = sorted((r.data.tags["raylab.trial_id"], r.info.status) for r in children)
+    assert statuses == [(trial, "FINISHED") for trial in sorted(first)], statuses
+    assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.slow  # a minute each on 2 cores (Ray Train's controller and workers, a retry)
+@pytest.mark.parametrize("helper, when", [("controller", "epoch"), ("worker", "epoch"),
+                                          ("controller", "outputs")])
+def test_a_fold_whose_ray_train_helper_is_killed_for_memory_is_retried(
+        ray_local, demo_dataset, results, monkeypatch, capsys, tmp_path, helper, when):
+    """The fold's TrainController, or its RayTrainWorker, SIGKILLed after the fold's first epoch
+    or once it reported its outputs (as Ray's memory monitor kills a process): the fold is retried
+    within --max-failures and finishes, trained to the end once; the killed attempt's MLflow run
+    is closed, none RUNNING; no temporary folder of the fold is left."""
+    import functools
+    import tempfile
+
+    import raylab.crossval.ray_train
+    from raylab.cli import main
+    from raylab.data.dataset import load_dataset
+    from tests.fault_injection import fold_helper_killed
+    from tests.fixtures_runs import TOY
+
+    fold = load_dataset(demo_dataset, audio=False).speakers[0]
+    flag = tmp_path / "killed"
+    monkeypatch.setattr(raylab.crossval.ray_train, "train_fold_worker",
+                        functools.partial(fold_helper_killed, helper=helper, flag=str(flag),
+                                          when=when))
+    temps = set(Path(tempfile.gettempdir()).glob(f"raylab-{fold}-*"))
+    sets = [arg for key, value in {**TOY, "epochs": 2}.items() for arg in ("--set", f"{key}={value}")]
+    code = main(["train", "elor", "--data", str(demo_dataset), "--folds", fold, "--name", "oom",
+                 "--cpus-per-worker", "0.5", "--max-failures", "1", *sets])
+    out, err = capsys.readouterr()
+    assert flag.exists(), "the fault was not injected"
+    assert code == 0, out[-3000:] + err[-3000:]
+    run = json.loads((results / "oom" / "run.json").read_text())
+    assert run["completed"] == [fold] and not run["failed"], run
+    assert (results / "oom" / "folds" / fold / "predictions.parquet").exists()
+    _, runs = _runs(results)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run["mlflow_run_id"]]
+    statuses = sorted(r.info.status for r in children)
+    if when == "outputs":  # the fold was trained; its retry reported the outputs again
+        assert statuses == ["FINISHED"], statuses
+    else:  # the killed attempt, then the retry
+        assert statuses == ["FINISHED", "KILLED"], statuses
+    finished = next(r for r in children if r.info.status == "FINISHED")
+    assert "test/arousal_war" in finished.data.metrics
+    assert set(Path(tempfile.gettempdir()).glob(f"raylab-{fold}-*")) <= temps

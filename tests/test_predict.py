@@ -3,6 +3,11 @@ windows, standardisation, ensemble and table are what is tested), and its errors
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +27,8 @@ TOY = {
     "ftr": dict(num_features=1582, hidden1=12, hidden2=8, dropout=0.0),
     "elor_ftr": dict(input_samples=WINDOW, num_features=1582, **CNN),
 }
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -183,3 +190,36 @@ def test_bad_inputs_are_one_line_errors_or_skipped(runs, audio, tmp_path, capsys
     assert "the run saved no network" in capsys.readouterr().err
     assert main(["predict", "--run", run, "--fold", "Ses09M", str(audio / "short.wav")]) == 1
     assert "--fold Ses09M: not a fold of" in capsys.readouterr().err
+
+
+RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(DEBUG|INFO|WARNING|ERROR)\b|pid=")
+
+
+def raylab_process(*argv: str, **options) -> subprocess.Popen:
+    """`python -m raylab ARGV` in a process of its own, which starts its own Ray."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.Popen([sys.executable, "-m", "raylab", *argv], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+
+
+def test_many_files_start_ray_quietly(runs, tmp_path):
+    """More than `RAY_MIN_FILES` files start Ray (in a process of its own here): Ray's lines go to
+    `<results>/logs/predict.log`; the terminal holds the model, the table and the log's name."""
+    from raylab.predict.ray_batch import RAY_MIN_FILES
+
+    files = []
+    for k in range(RAY_MIN_FILES + 1):
+        files.append(str(tmp_path / f"clip{k}.wav"))
+        sf.write(files[-1], tone(1.0 + k / 10), SR)
+    results = tmp_path / "results"
+    driver = raylab_process("--results", str(results), "predict", "--run", str(runs["elor"]),
+                            *files, "--device", "cpu", "--workers", "2")
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out + err
+    shown = out.splitlines() + err.splitlines()
+    assert not [line for line in shown if RAY_LOG_LINE.search(line)], out + err
+    assert err.splitlines() == [f"log: {results / 'logs' / 'predict.log'}"], err
+    assert out.splitlines()[0].startswith("ELoR, mean of 2 fold networks")
+    assert sum(f"clip{k}.wav" in out for k in range(RAY_MIN_FILES + 1)) == RAY_MIN_FILES + 1
+    assert "Started a local Ray instance" in (results / "logs" / "predict.log").read_text()

@@ -65,3 +65,34 @@ def test_endpoint_answers_as_predict_and_refuses_bad_requests(ray_local, tmp_pat
         assert info["arch"] == "elor" and info["folds"] == ["Ses01F", "Ses02M"]
     finally:
         serve.shutdown()
+
+
+def test_serve_starts_ray_quietly(tmp_path):
+    """`raylab serve` in a process of its own: the terminal holds the address it serves at and the
+    log's name; Ray's and Serve's lines go to `<results>/logs/serve.log`. SIGTERM stops it."""
+    import signal
+
+    import requests
+
+    from tests.test_predict import RAY_LOG_LINE, raylab_process
+
+    run_dir = make_run(tmp_path / "run", "elor")
+    results = tmp_path / "results"
+    server = raylab_process("--results", str(results), "serve", "--run", str(run_dir), "--port",
+                            str(free_port()), "--num-cpus", "0.5")
+    try:
+        first = server.stdout.readline()
+        assert first.startswith(f"serving {run_dir} at http://127.0.0.1:"), first
+        url = first.split(" at ")[1].split()[0]
+        assert requests.post(url, data=wav_bytes(tone(1.2)), timeout=60).status_code == 200
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    shown = [first, *out.splitlines(), *err.splitlines()]
+    assert not [line for line in shown if RAY_LOG_LINE.search(line)], shown
+    assert not out.strip(), out
+    assert err.splitlines() == [f"log: {results / 'logs' / 'serve.log'}", "raylab: interrupted"], err
+    assert "Started a local Ray instance" in (results / "logs" / "serve.log").read_text()

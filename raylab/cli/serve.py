@@ -34,11 +34,14 @@ def register(subparsers, common) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raylab.runtime.ray_session import ray_session
-    from raylab.predict.runs import locate
     from raylab.predict.ray_serve import build_app, start, stop
+    from raylab.predict.runs import locate
+    from raylab.runtime.console import quiet, say
+    from raylab.runtime.ray_session import ray_session
+    from raylab.runtime.settings import log_file
 
-    ref = locate(args.run, results_dir(args.results))
+    results = results_dir(args.results)
+    ref = locate(args.run, results)
     app = build_app(ref.pick(args.fold), num_replicas=args.num_replicas,
                     min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                     num_gpus=args.num_gpus, num_cpus=args.num_cpus, max_seconds=args.max_seconds,
@@ -47,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     def interrupt(signum, frame):  # a service manager's SIGTERM shuts down as Ctrl-C does
         raise KeyboardInterrupt
 
-    with ray_session(args.address):
+    # Ray's, Serve's and the replicas' output to the log; the terminal keeps the address
+    with quiet(log_file(results, command="serve"), args.verbose), ray_session(args.address):
         signal.signal(signal.SIGTERM, interrupt)  # after ray.init, which installs its own
         url = start(app, args.host, args.port)
-        print(f"serving {args.run} at {url} (POST WAV or FLAC bytes; Ctrl-C stops)", flush=True)
+        say(f"serving {args.run} at {url} (POST WAV or FLAC bytes; Ctrl-C stops)", "stdout")
         try:
             while True:
                 time.sleep(3600)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -33,9 +34,11 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from raylab.data.dataset import filesystem_for
 from raylab.errors import ConfigError, DataError
-from raylab.report.layout import METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
+from raylab.report.layout import CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE
 from raylab.runtime.fsutil import replace_folder, temp_name, write_atomic
 from raylab.train.folds import FoldSplit, check_no_leakage
+
+_log = logging.getLogger(__name__)
 
 # The Tune trial of a fold only waits on its TorchTrainer: it holds no CPU its workers need (a
 # 0.01-CPU trial on a node of as many CPUs as a worker leaves no room for the worker, so folds
@@ -100,7 +103,9 @@ def train_fold_worker(config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     done = ray.train.get_checkpoint()
-    if done is not None and _written_since(done, job.created):
+    if done is None or not _written_since(done, job.created):
+        done = uploaded_outputs(job, speaker)  # by an attempt whose controller died
+    if done is not None:
         report_again(done, speaker, rank)  # rank 0 reports outputs only once the fold is trained
         return
     arrays = ray.get(job.arrays_ref)
@@ -162,6 +167,39 @@ def report_again(done: ray.train.Checkpoint, speaker: str, rank: int) -> None:
                          if rank == 0 else None)
 
 
+def uploaded_outputs(job: FoldJob, fold: str) -> ray.train.Checkpoint | None:
+    """The outputs of `fold` that an earlier attempt of this run uploaded to the fold's Train run
+    whole, newest first, when Ray Train does not hand them over: the attempt's controller died
+    before it registered them, and a new TorchTrainer (`fold_trial`) knows only what was."""
+    filesystem = filesystem_for(job.storage)[0]
+    for path in fold_checkpoints(job.storage, job.name, fold, job.created):
+        if _whole(filesystem, path):
+            return ray.train.Checkpoint(path, filesystem)
+    return None
+
+
+def _whole(filesystem: Any, path: str) -> bool:
+    """Whether a fold's checkpoint folder holds every file the fold writes (an upload cut off
+    by a death may hold some)."""
+    import pyarrow.fs as pafs
+
+    names = {info.base_name for info in filesystem.get_file_info(pafs.FileSelector(path))}
+    return {CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE} <= names
+
+
+def fold_checkpoints(storage: str, name: str, fold: str, since: datetime | None) -> list[str]:
+    """The checkpoint folders of `fold`'s Train run in `storage` written since `since` (all
+    when None), newest first."""
+    import pyarrow.fs as pafs
+
+    filesystem, root = filesystem_for(storage)
+    found = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{name}-{fold}",
+                                                       allow_not_found=True))
+    return [info.path for info in sorted(found, key=lambda info: info.base_name, reverse=True)
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+            and (since is None or _at_or_after(_written_at(filesystem, info.path), since))]
+
+
 def _written_since(checkpoint: ray.train.Checkpoint, since: datetime | None) -> bool:
     """Whether the checkpoint was written by this run (a run of the same name that was deleted
     may have left its own in the storage)."""
@@ -190,20 +228,38 @@ def _written_at(filesystem: Any, path: str) -> datetime | None:
 
 def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> None:
     """Ray Tune trial of one fold: build the fold's TorchTrainer around `worker` (the worker
-    loop, `train_fold_worker`) and fit it (Train V2 idiom)."""
+    loop, `train_fold_worker`) and fit it (Train V2 idiom).
+
+    Ray Train retries the fold when a worker dies, not when its controller does (Ray's memory
+    monitor may kill either; the workers die with their controller): then the trainer is built
+    again, under the same Train run, within `--max-failures` counted over both. The new workers
+    find the fold's outputs when an earlier attempt reported them (`report_again`), so a fold is
+    never trained twice."""
     speaker = config["fold"]
     resources = {"CPU": job.cpus, **({"GPU": job.gpus} if job.gpus > 0 else {})}
-    trainer = TorchTrainer(
-        worker, train_loop_config={"job": job, "fold": speaker},
-        scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.gpus > 0,
-                                               resources_per_worker=resources),
-        run_config=ray.train.RunConfig(
-            name=f"{job.name}-{speaker}", storage_path=job.storage,
-            failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # FoldCollector reports
-            callbacks=[TuneReportCallback()]))
-    trainer.fit()
+    for controllers_lost in range(job.max_failures + 1):
+        trainer = TorchTrainer(
+            worker, train_loop_config={"job": job, "fold": speaker},
+            scaling_config=ray.train.ScalingConfig(num_workers=job.workers, use_gpu=job.gpus > 0,
+                                                   resources_per_worker=resources),
+            run_config=ray.train.RunConfig(
+                name=f"{job.name}-{speaker}", storage_path=job.storage,
+                failure_config=ray.train.FailureConfig(
+                    max_failures=job.max_failures - controllers_lost),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+                logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # FoldCollector
+                callbacks=[TuneReportCallback()]))
+        try:
+            trainer.fit()
+            return
+        except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as err:
+            # the controller's process died: killed (ActorDiedError), or by Ray's memory
+            # monitor, which may answer the waiting call with OutOfMemoryError instead
+            if controllers_lost == job.max_failures:
+                raise
+            _log.warning("fold %s: its Ray Train controller died (%s); trying again, %d of "
+                         "--max-failures %d left", speaker, short_error(err),
+                         job.max_failures - controllers_lost - 1, job.max_failures)
 
 
 class FoldCollector(tune.Callback):
@@ -302,20 +358,12 @@ def recover_folds(storage: str, name: str, folds: list[str], folds_dir: Path,
     """Folds whose Train run reported its outputs (rank 0's checkpoint, written only once the fold
     is done) after `since` but were never copied into `folds_dir`: the driver died in between.
     Installs them and returns their names, so that a resumed run does not train them again."""
-    import pyarrow.fs as pafs
-
-    filesystem, root = filesystem_for(storage)
+    filesystem = filesystem_for(storage)[0]
     recovered = []
     for fold in folds:
-        found = filesystem.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{name}-{fold}",
-                                                           allow_not_found=True))
-        checkpoints = sorted((info for info in found if info.type == pafs.FileType.Directory
-                              and info.base_name.startswith("checkpoint_")
-                              and _at_or_after(_written_at(filesystem, info.path), since)),
-                             key=lambda info: info.base_name)
-        for info in reversed(checkpoints):
+        for path in fold_checkpoints(storage, name, fold, since):
             try:
-                install_fold(info.path, filesystem, folds_dir, fold)
+                install_fold(path, filesystem, folds_dir, fold)
             except (OSError, DataError):
                 continue  # half written when the run died: the fold is trained again
             recovered.append(fold)
@@ -377,6 +425,9 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name=job.name, storage_path=job.storage,
                                   callbacks=[collector], verbose=0,
+                                  # a fold's failures are retried below the trial, by Ray Train
+                                  # (a worker) and `fold_trial` (the controller), within
+                                  # --max-failures; a retried trial would multiply those
                                   failure_config=tune.FailureConfig(max_failures=0)))
     try:
         grid = tuner.fit()

@@ -68,6 +68,8 @@ def predict_paths(predictor: Predictor, paths: list[str], skip_invalid: bool = F
     """Predict every file `paths` names (files, folders, CSV manifests; `audio.collect_inputs`)."""
     from tqdm import tqdm
 
+    from raylab.runtime.console import stream
+
     listed = collect_inputs(paths)
     bad = [(path, f"{path}: {why}") for path, why in listed if why]
     if bad and not skip_invalid:
@@ -84,7 +86,8 @@ def predict_paths(predictor: Predictor, paths: list[str], skip_invalid: bool = F
 
         session = contextlib.nullcontext()
     run = PredictionRun(pd.DataFrame(), skipped=bad)
-    bar = tqdm(total=len(files), unit="file", disable=None if progress else True, leave=False)
+    bar = tqdm(total=len(files), unit="file", disable=None if progress else True, leave=False,
+               file=stream())  # the terminal, also under `raylab.runtime.console.quiet`
 
     def good() -> Iterator[tuple[Clip, dict]]:
         source = _prepared_on_ray(files, predictor, workers) if use_ray else \

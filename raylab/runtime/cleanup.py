@@ -16,7 +16,8 @@ from pathlib import Path
 
 from raylab.errors import ConfigError
 from raylab.report.layout import LOCK_FILE, RUN_FILE
-from raylab.runtime.runlock import run_lock
+from raylab.runtime.fsutil import MARKER_FILE
+from raylab.runtime.runlock import interrupted_start, run_lock
 from raylab.runtime.settings import RUN_KINDS, check_run_name, storage_root
 
 
@@ -40,7 +41,8 @@ class Deleted:
 def delete_runs(results: Path, names: list[str], missing_ok: bool = False,
                 track: bool = True) -> Deleted:
     """Delete runs `names` of `results`: folder, Ray state and MLflow runs. A name that is not a
-    raylab run folder is an error (with `missing_ok`, a name with no folder is skipped)."""
+    raylab run folder (a run.json of a known kind, or `runlock.interrupted_start`: a run killed
+    before it wrote one) is an error (with `missing_ok`, a name with no folder is skipped)."""
     results = Path(results)
     done = Deleted()
     found: dict[Path, list[str]] = {}  # folder -> its folds (Ray Train's state per fold)
@@ -53,10 +55,12 @@ def delete_runs(results: Path, names: list[str], missing_ok: bool = False,
             found[folder] = []
             continue
         run = _run_json(folder)
-        if run.get("kind") not in RUN_KINDS:
-            raise ConfigError(f"{folder}: not a raylab run (no {RUN_FILE} of a known kind); "
-                              "nothing deleted")
-        found[folder] = list(run.get("folds") or []) if run["kind"] == "crossval" else []
+        if run.get("kind") not in RUN_KINDS and not (folder.is_dir()
+                                                     and interrupted_start(folder)):
+            raise ConfigError(f"{folder}: not a raylab run (no {RUN_FILE} of a known kind, no "
+                              f"{MARKER_FILE} of a run); nothing deleted. If a raylab command "
+                              f"that was killed left it, look inside, then `rm -r {folder}`")
+        found[folder] = list(run.get("folds") or []) if run.get("kind") == "crossval" else []
     try:
         for folder, folds in found.items():
             if folder.exists():

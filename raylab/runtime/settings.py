@@ -8,6 +8,8 @@ from pathlib import Path
 
 from raylab.errors import ConfigError
 from raylab.report.layout import LOCK_FILE, LOG_FILE, LOGS_DIR, RUN_FILE
+from raylab.runtime.fsutil import MARKER_FILE
+from raylab.runtime.runlock import interrupted_start
 
 RESULTS_ENV = "RAYLAB_RESULTS"
 DEFAULT_RESULTS = "results"
@@ -43,13 +45,17 @@ def run_folder(results: Path, name: str, kind: str) -> Path:
     """`<results>/<name>` for a run of `kind` (a key of RUN_KINDS): the name checked, and a folder
     there that is not a run of the same kind (another kind, or no run.json) refused, never reused."""
     folder = Path(results) / check_run_name(name)
-    if folder.is_file() or (folder.is_dir() and any(p.name not in (LOCK_FILE, LOG_FILE)
-                                                    for p in folder.iterdir())):
+    own = (LOCK_FILE, LOG_FILE, MARKER_FILE)  # what a run's lock leaves before its files
+    if folder.is_file() or (folder.is_dir() and any(p.name not in own for p in folder.iterdir())):
         try:
             run = json.loads((folder / RUN_FILE).read_text())
             found = run.get("kind") if isinstance(run, dict) else None
         except (OSError, ValueError):
             run, found = {}, None
+        if found not in RUN_KINDS and folder.is_dir() and interrupted_start(folder):
+            raise ConfigError(f"--name {name}: {folder} holds a start of a run that was killed "
+                              f"before its {RUN_FILE} was written; remove it with `raylab runs "
+                              f"delete {name}`, or choose another --name")
         if found not in RUN_KINDS:
             raise ConfigError(f"--name {name}: {folder} exists and is not a raylab run (no readable "
                               f"{RUN_FILE} with a known kind); choose another --name")

@@ -77,7 +77,8 @@ def run_search(arch: str, data: str | None, options: SearchOptions = SearchOptio
     Writes `<results>/<name>/{run.json, search_space.yaml, best.yaml}`. With `data` and
     `num_samples` both omitted: the demo corpus and the file's `demo:` budget. `callbacks` are
     extra Ray Tune callbacks, run in this (the driver) process. On resume `say` gets one note
-    naming the options given that a resumed search ignores.
+    naming the options given that a resumed search ignores, and one when the search's Tune state
+    predates raylab's record of ended trials.
     """
     space_file, num_samples = options.space_file, options.num_samples
     gpus_per_trial, cpus_per_trial = options.gpus_per_trial, options.cpus_per_trial
@@ -137,7 +138,7 @@ def run_search(arch: str, data: str | None, options: SearchOptions = SearchOptio
             ensure_demo_features(data, arch)
         _check_device(device, gpus)
         result = execute(space, data, name, run_dir, storage, state, seed, scheduler, cpus, gpus,
-                         results, track, max_failures, device, tuple(callbacks))
+                         results, track, max_failures, device, tuple(callbacks), say)
     return dataclasses.replace(result, address=address)
 
 

@@ -64,6 +64,26 @@ def _error_line(trial: Any) -> str:
     return text.splitlines()[-1] if text else "the trial failed"
 
 
+def record_from_tune(run_dir: Path, analysis: Any) -> list[str]:
+    """Start the record of a search whose Tune state was saved before raylab kept one (no
+    `<run>/trials/`): every trial Tune holds as ended (its final state, saved with its results),
+    recorded from Tune's results, epoch by epoch. Returns the trial ids recorded."""
+    frames = analysis.trial_dataframes
+    recorded = []
+    for trial in analysis.trials:
+        status = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(trial.status)
+        if status is None:  # pending, running or paused: it ends (and is recorded) in this fit
+            continue
+        frame = frames.get(trial.trial_id)
+        rows = [] if frame is None or "epoch" not in frame else [
+            {key: row[key] for key in REPORTED if key in row and row[key] == row[key]}  # not NaN
+            for row in frame.to_dict("records") if row["epoch"] == row["epoch"]]
+        error = _error_line(trial) if status == "FAILED" else None
+        if record_trial(run_dir, trial.trial_id, status, trial.config, rows, error) is not None:
+            recorded.append(trial.trial_id)
+    return recorded
+
+
 def replay(record: dict) -> None:
     """Inside a restarted trial that the record holds: report its recorded results, epoch by
     epoch, so that Tune's record matches it again, without training; a recorded failure fails."""

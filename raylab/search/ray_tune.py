@@ -14,18 +14,19 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ray
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from raylab.errors import DataError
-from raylab.report.layout import RUN_FILE, SPACE_FILE, RunRecord
+from raylab.report.layout import RUN_FILE, SPACE_FILE, TRIALS_DIR, RunRecord
 from raylab.report.metric_names import SEARCH_METRICS, epoch_metrics
 from raylab.runtime.fsutil import write_atomic
 from raylab.runtime.ray_session import live_nodes
 from raylab.runtime.tracking import BEST_TAG, NOTE_TAG, PARENT_TAG, check_store_reachable
-from raylab.search.ray_record import TrialRecorder, replay
+from raylab.search.ray_record import TrialRecorder, record_from_tune, replay
 from raylab.search.results import (SearchResult, TrialSummary, plain, recorded_trials, short,
                                    write_best)
 from raylab.search.space import SearchSpace, dump_search_space, paper_values
@@ -100,7 +101,7 @@ def can_restore(experiment_path: str) -> bool:
 def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: str,
              state: RunRecord | None, seed: int, scheduler: str, cpus: float, gpus: float,
              results: Path, track: bool, max_failures: int, device: str | None,
-             callbacks: tuple) -> SearchResult:
+             callbacks: tuple, say: Callable[[str], None] | None = None) -> SearchResult:
     from raylab.runtime.ray_capacity import clear_resource_requests
     from raylab.runtime.tracking import Tracker, close_stale_children
 
@@ -142,22 +143,25 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
             trainable = tune.with_resources(
                 tune.with_parameters(_trial, arrays=arrays_ref, context=context),
                 {"cpu": cpus, "gpu": gpus})
-            recorded = {}
+            recorded, analysis = {}, None
             if state is not None:
+                analysis = tune.ExperimentAnalysis(experiment_path)
                 recorded = {t.trial_id: TUNE_STATUS.get(t.status, "UNFINISHED")
-                            for t in tune.ExperimentAnalysis(experiment_path).trials}
+                            for t in analysis.trials}
                 _settle_children(tracker, parent.run_id, _as_recorded(recorded, ended))
             # trials Tune itself holds ended; those it forgot end again (replayed) in this fit
             bar = SearchBar(name, space.num_samples, space.metric, space.mode,
                             sum(s != "UNFINISHED" for s in recorded.values()))
+            recorder = TrialRecorder(run_dir, functools.partial(planned_epochs, space.arch,
+                                                                fixed))
             if state is None:
-                recorder = TrialRecorder(run_dir, functools.partial(planned_epochs, space.arch,
-                                                                    fixed))
                 tuner = _new_tuner(trainable, space, name, storage, seed, scheduler,
                                    max_failures, (recorder, *callbacks, SearchProgress(name)))
             else:  # the callbacks, SearchProgress included, come back with the Tuner's state
                 tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
+                _add_lost_callbacks(tuner, recorder, SearchProgress(name), analysis, run_dir,
+                                    say)
             try:
                 with _tune_environment():
                     grid = tuner.fit()
@@ -193,7 +197,7 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
 
 class SearchBar:
     """The search's line on the console: trials ended of the budget, ETA, the best value so far
-    (each trial's last report, as Tune ranks them). Lives in the driver, found by the search's
+    (each trial's last report, as Tune ranks them; under its MLflow name, `val/mean_war`). Lives in the driver, found by the search's
     name, so that the `SearchProgress` that `Tuner.restore` unpickles drives it too."""
 
     def __init__(self, name: str, budget: int, metric: str, mode: str, ended: int = 0) -> None:
@@ -208,7 +212,7 @@ class SearchBar:
         if self.metric in result:
             self.last[trial_id] = float(result[self.metric])
             best = (max if self.mode == "max" else min)(self.last.values())
-            self.bar.note(f"best {self.metric} {best:.4f}")
+            self.bar.note(f"best {SEARCH_METRICS.get(self.metric, self.metric)} {best:.4f}")
 
     def ended(self, trial_id: str, failed: bool) -> None:
         if failed:
@@ -242,11 +246,31 @@ class SearchProgress(tune.Callback):
             _BARS[self.name].ended(trial.trial_id, failed=True)
 
 
+def _add_lost_callbacks(tuner: Any, recorder: TrialRecorder, progress: SearchProgress,
+                        analysis: Any, run_dir: Path, say: Callable[[str], None] | None) -> None:
+    """A Tune state saved by a raylab that kept no record of ended trials (or no search bar)
+    comes back without those callbacks: add them, start the record from Tune's state, and say so
+    in one line (a trial that ended after Tune's last save of that state trains again)."""
+    # Tune has no public way to add callbacks to a restored Tuner; its RunConfig holds them
+    config = tuner._local_tuner.get_run_config()
+    callbacks = list(config.callbacks or [])
+    held = {type(callback) for callback in callbacks}
+    config.callbacks = callbacks + [c for c in (recorder, progress) if type(c) not in held]
+    if TrialRecorder in held:
+        return
+    started = record_from_tune(run_dir, analysis)
+    if say is not None:
+        say(f"note: {analysis.experiment_path} was saved by a raylab without the record of ended "
+            f"trials; it starts now from Tune's state ({len(started)} ended trials, "
+            f"{run_dir / TRIALS_DIR}); a trial that ended after Tune's last save of it runs again")
+
+
 @contextlib.contextmanager
 def _tune_environment() -> Iterator[None]:
     """During one fit: Ray's CLIReporter (our columns) instead of its newer default output, and
-    Tune's state saved every second instead of every ten or more, so that every trial that
-    reports a result is in the saved state a killed driver leaves (unless set already)."""
+    Tune's state saved every second instead of every ten or more (unless set already), so that the
+    state a killed driver leaves is at most a second old (every trial is in it before it starts:
+    `SavedFifo`, `SavedAsha`)."""
     settings = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     before = {key: os.environ.get(key) for key in settings}
     os.environ.update({key: before[key] or value for key, value in settings.items()})
@@ -341,7 +365,6 @@ def _load_arrays(arch: str, data: str, seed: int) -> tuple[Any, str, dict]:
 
 def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed: int,
                scheduler: str, max_failures: int, callbacks: tuple) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.hyperopt import HyperOptSearch
 
@@ -350,8 +373,8 @@ def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed
                               n_initial_points=space.n_initial_points, random_state_seed=seed)
     max_epochs = (space.param("epochs").high if "epochs" in space.names
                   else space.fixed.get("epochs") or paper_values(space.arch)["epochs"])
-    schedule = (ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1)
-                if scheduler == "asha" else FIFOScheduler())
+    schedule = (SavedAsha(time_attr="training_iteration", max_t=max_epochs, grace_period=1)
+                if scheduler == "asha" else SavedFifo())
     shown = {k: k for k in ("lr", "batch_size", "epochs", "dropout") if k in space.names}
     reporter = tune.CLIReporter(
         metric_columns={"training_iteration": "epoch", "val_acc_mean": "val_acc",
@@ -368,6 +391,35 @@ def _new_tuner(trainable: Any, space: SearchSpace, name: str, storage: str, seed
             name=name, storage_path=storage, verbose=1, progress_reporter=reporter,
             failure_config=tune.FailureConfig(max_failures=max_failures),
             callbacks=list(callbacks)))
+
+
+class _SavedBeforeStart:
+    """A Tune scheduler whose trials are in Tune's saved state before they can start: the step
+    that adds trials saves the state (forced, whatever `TUNE_GLOBAL_CHECKPOINT_S`) before Tune
+    starts an actor for any of them. A trial that started and ended between two periodic saves
+    would otherwise be unknown to a resume after the driver was killed: trained again, beside its
+    record. Known to the saved state, it is restarted on `--resume` and replayed from the record."""
+
+    _unsaved = False
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        self._unsaved = True
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        if self._unsaved:  # Tune asks this before it starts actors, in the step that added trials
+            self._unsaved = False
+            # a scheduler gets the controller behind a wrapper that names the allowed calls
+            getattr(tune_controller, "_tune_controller", tune_controller).checkpoint(force=True)
+        return super().choose_trial_to_run(tune_controller)
+
+
+class SavedFifo(_SavedBeforeStart, FIFOScheduler):
+    """FIFO (every trial to its last epoch), trials saved before they start."""
+
+
+class SavedAsha(_SavedBeforeStart, ASHAScheduler):
+    """ASHA, trials saved before they start."""
 
 
 def _trial(config: dict, arrays: Any, context: TrialContext) -> None:

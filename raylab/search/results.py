@@ -126,11 +126,14 @@ def format_summary(result: SearchResult, top: int = TOP_K) -> str:
     """What a person reads at the end: the top trials, failures, best.yaml, the MLflow command."""
     from raylab.runtime.tracking import ui_lines
 
+    from raylab.report.metric_names import SEARCH_METRICS
+
     ranked = result.ranked()
     failed = [t for t in result.trials if t.status == "FAILED"]
+    metric = SEARCH_METRICS.get(result.metric, result.metric)  # as MLflow names it
     lines = [f"Search {result.name!r} ({result.arch}): {len(result.trials)} of "
              f"{result.num_samples} trials; {len(ranked)} finished, {len(failed)} failed. "
-             f"Metric: {result.metric} ({result.mode})."]
+             f"Metric: {metric} ({result.mode})."]
     if ranked:
         shown = [k for k in ranked[0].params if k in result.searched] or list(ranked[0].params)
         fixed = {k: v for k, v in ranked[0].params.items() if k not in shown}
@@ -138,7 +141,7 @@ def format_summary(result: SearchResult, top: int = TOP_K) -> str:
         for rank, t in enumerate(ranked[:top], 1):
             params = " ".join(f"{k}={short(t.params[k])}" for k in shown)
             label = f"#{t.number:02d} {t.trial_id}" if t.number else t.trial_id
-            lines.append(f"  {rank}. {label}  {result.metric}={t.value:.4f}  "
+            lines.append(f"  {rank}. {label}  {metric}={t.value:.4f}  "
                          f"epochs run={t.epochs}  {params}")
         if fixed:
             lines.append("  fixed: " + " ".join(f"{k}={short(v)}" for k, v in fixed.items()))
