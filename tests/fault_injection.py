@@ -45,6 +45,33 @@ def trial_killed_for_memory(config: dict, arrays, context) -> None:
     _trial(config, arrays, context)
 
 
+def trial_grows_until_killed(config: dict, arrays, context) -> None:
+    """raylab's search trial, except that the trial of the paper's point (batch 15, lr 0.006),
+    once its first epoch is reported, takes memory 100 MB at a time (written, so it is resident)
+    until Ray's memory monitor kills it: the test sets the monitor's threshold a little above what
+    the machine uses. At most 16 GB, so that a monitor that never fires cannot exhaust a host."""
+    import time
+
+    from ray import tune
+
+    from raylab.search.ray_tune import _trial
+
+    if config.get("batch_size") == 15 and config.get("lr") == 0.006:
+        report = tune.report
+
+        def report_then_grow(*args, **kwargs):
+            report(*args, **kwargs)
+            held = []
+            for _ in range(160):
+                held.append(bytearray(100_000_000))
+                held[-1][::4096] = b"x" * len(range(0, 100_000_000, 4096))
+                time.sleep(0.05)
+            time.sleep(60)
+
+        tune.report = report_then_grow
+    _trial(config, arrays, context)
+
+
 def fold_helper_killed(config: dict, helper: str, flag: str, when: str = "epoch") -> None:
     """raylab's fold worker loop, except that the first attempt of any fold, once it reported
     its first epoch (`when` "epoch") or its outputs ("outputs"), SIGKILLs a Ray Train helper's

@@ -115,6 +115,67 @@ def test_a_trial_killed_for_memory_is_its_failure_and_the_search_goes_on(
     assert parent.info.status == "FINISHED" and parent.data.tags["raylab.trials_failed"] == "1"
 
 
+def test_tune_takes_a_memory_monitor_kill_for_the_trial_s_death_not_its_own():
+    """Ray Tune's actor manager raises "Caught unexpected exception" out of `Tuner.fit()` when a
+    trial's call answers OutOfMemoryError (Ray's memory monitor killed its process); with
+    `tune_counts_memory_kills` (every `ray_session`) it is the actor's death, handed to the
+    trial's error callbacks, as a SIGKILL's ActorDiedError is."""
+    from types import SimpleNamespace
+
+    import ray.exceptions
+    from ray.air.execution._internal.actor_manager import RayActorManager
+
+    from raylab.runtime.ray_session import tune_counts_memory_kills
+
+    tune_counts_memory_kills()
+    tune_counts_memory_kills()  # once per process, however often a session starts
+    seen = []
+    actor = SimpleNamespace(actor_id="a1", _on_error=lambda a, e: seen.append(("actor", e)))
+    task = SimpleNamespace(_tracked_actor=actor, _on_error=lambda a, e: seen.append(("task", e)))
+    manager = SimpleNamespace(_failed_actor_ids=set(), _cleanup_actor=lambda tracked_actor: None)
+    killed = ray.exceptions.OutOfMemoryError("1 worker(s) were killed due to the node running low "
+                                             "on memory")
+    RayActorManager._actor_task_failed(manager, task, killed)
+    assert manager._failed_actor_ids == {"a1"} and [kind for kind, _ in seen] == ["actor", "task"]
+    assert all(isinstance(e, ray.exceptions.RayActorError) and "running low on memory" in str(e)
+               for _, e in seen)
+
+
+@pytest.mark.slow  # a driver process starting its own Ray, a trial grown until it is killed
+def test_a_trial_ray_s_memory_monitor_kills_is_its_failure_and_the_search_goes_on(
+        demo_dataset, tmp_path):
+    """The real monitor, not a SIGKILL: the driver's Ray gets a memory threshold 10 % of the
+    machine above what it uses now, and the paper's point's trial grows until the monitor kills
+    it (as one full-size trial was killed at 95 % on a 24 GiB machine). With no retry left that
+    trial is FAILED; the other two finish, `raylab tune` exits 0 with no traceback and writes a
+    best.yaml that is not partial; no MLflow run is left RUNNING."""
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    total, available = (int(meminfo[k].split()[0]) for k in ("MemTotal", "MemAvailable"))
+    threshold = min(0.95, (total - available) / total + 0.10)
+    results = tmp_path / "results"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+               RAYLAB_TEST_FAULT="memory", RAY_memory_usage_threshold=f"{threshold:.3f}",
+               RAY_memory_monitor_refresh_ms="100")
+    done = subprocess.run([sys.executable, "-m", "tests.fault_driver", "--results", str(results),
+                           "tune", "elor", "--data", str(demo_dataset), "--space", str(TINY),
+                           "--name", "oom", "--max-failures", "0"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "3 of 3 trials; 2 finished, 1 failed" in done.stdout, done.stdout[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    run_dir = results / "oom"
+    assert "partial" not in (run_dir / "best.yaml").read_text()
+    records = _trial_records(run_dir)
+    assert sorted(r["status"] for r in records.values()) == ["FAILED", "FINISHED", "FINISHED"]
+    victim = next(r for r in records.values() if r["status"] == "FAILED")
+    assert victim["config"]["lr"] == 0.006
+    assert "memory" in (run_dir / "raylab.log").read_text()
+    _, runs = _runs(results)
+    assert all(r.info.status != "RUNNING" for r in runs), [(r.data.tags, r.info.status) for r in runs]
+
+
 def test_a_search_saved_before_raylab_kept_its_record_resumes_with_record_and_bar(
         ray_local, demo_dataset, results, monkeypatch, capsys):
     """A search whose Tune state was saved by a raylab before the record of ended trials and the

@@ -28,6 +28,7 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = False,
     starts its own ("local"), as a command without `--address` promises. Ray is shut down on
     leaving only when it was started here. `log_to_driver` prints the workers' output here;
     `host_allocator` False keeps `hostmem`'s settings out of the workers' environment."""
+    tune_counts_memory_kills()
     started = not ray.is_initialized()
     if started:
         address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -45,6 +46,35 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = False,
     finally:
         if started:
             ray.shutdown()
+
+
+def tune_counts_memory_kills() -> None:
+    """Make a trial that Ray's memory monitor kills that trial's failure, not the driver's end.
+
+    When the monitor kills a Tune trial's process while the trial runs, the pending call answers
+    `ray.exceptions.OutOfMemoryError`, which is not a `RayActorError`: Ray Tune's actor manager
+    (`ray.air.execution._internal.actor_manager.RayActorManager._actor_task_failed`, Ray 2.5x)
+    then raises "Caught unexpected exception" out of `Tuner.fit()`, whatever
+    `FailureConfig.max_failures` says, and the search or ten-fold driver dies. The process is
+    dead either way, so the error is passed on as the actor's death (a `RayActorError` carrying
+    the monitor's message): Tune records the trial as failed and retries it within
+    `max_failures`. Applied once per process; written by hand because Ray has no setting for it."""
+    from ray.air.execution._internal import actor_manager
+
+    manager = actor_manager.RayActorManager
+    original = manager._actor_task_failed
+    if getattr(original, "counts_memory_kills", False):
+        return
+
+    def _actor_task_failed(self, tracked_actor_task, exception: Exception) -> None:
+        if (isinstance(exception, ray.exceptions.OutOfMemoryError)
+                and not isinstance(exception, ray.exceptions.RayActorError)):
+            exception = ray.exceptions.RayActorError(
+                error_msg=f"killed by Ray's memory monitor: {exception}")
+        return original(self, tracked_actor_task, exception)
+
+    _actor_task_failed.counts_memory_kills = True
+    manager._actor_task_failed = _actor_task_failed
 
 
 def cluster_resources() -> dict[str, float]:
