@@ -161,7 +161,7 @@ def signal_lengths(x: np.ndarray) -> np.ndarray:
     return np.where(nonzero.any(axis=1), last, 0)
 
 
-def _envelope(x: np.ndarray, samples: int) -> np.ndarray:
+def envelope(x: np.ndarray, samples: int) -> np.ndarray:
     """RMS over a moving window of `samples` along each row."""
     kernel = np.ones(samples) / samples
     power = np.apply_along_axis(np.convolve, 1, np.square(np.asarray(x, np.float64)), kernel, "same")
@@ -181,14 +181,14 @@ def window_correlations(x: np.ndarray, maps: dict[str, np.ndarray],
     """
     lengths = signal_lengths(x)
     window = max(1, int(ENVELOPE_S * sample_rate))
-    env_x = _envelope(x, window)
+    env_x = envelope(x, window)
     out = {}
     for head in HEADS:
         s = maps[head]
         out[f"signed_{head}"] = pearson_rows(x, s, lengths)
         out[f"abs_{head}"] = pearson_rows(np.abs(x), np.abs(s), lengths)
         out[f"positive_{head}"] = pearson_rows(np.maximum(x, 0), np.maximum(s, 0), lengths)
-        out[f"envelope_{head}"] = pearson_rows(env_x, _envelope(s, window), lengths)
+        out[f"envelope_{head}"] = pearson_rows(env_x, envelope(s, window), lengths)
     out["heads"] = pearson_rows(maps["valence"], maps["arousal"], lengths)
     out["heads_abs"] = pearson_rows(np.abs(maps["valence"]), np.abs(maps["arousal"]), lengths)
     return out
