@@ -311,7 +311,7 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
 
 def format_summary(summary: dict) -> str:
     """The headline numbers, against the paper's, and the method's sanity check."""
-    from analysis.sanity import evidence_line
+    from analysis.sanity import baseline_line, evidence_line
 
     corr = summary["correlations"]
     line = lambda key: f"{corr[key]['mean']:+.3f} ± {corr[key]['std']:.3f}"  # noqa: E731
@@ -330,6 +330,8 @@ def format_summary(summary: dict) -> str:
         f"{line('envelope_arousal')}",
         "  " + (evidence_line(summary["sanity"], summary["method"]) if summary.get("sanity")
                 else "sanity check: not run (--sanity-windows 0); see `raylab analyze sanity`"),
+        *(["  " + baseline_line(summary["sanity"]["baseline"])]
+          if summary.get("sanity", {}).get("baseline") else []),
         f"  written to {summary['out']}"])
 
 

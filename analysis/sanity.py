@@ -191,26 +191,67 @@ def saliency_evidence(target, inputs: dict[str, np.ndarray], method: str, window
 
     A previous `raylab analyze sanity` of the same network that covered `method` (its
     sanity_summary.json in the default output folder) over each window's signal, as now, is read
-    as it is: it had more windows and the permuted-label network. Otherwise the cascading randomisation runs here on the first
-    `windows` of `inputs` (no permuted-label training: that needs minutes), which for the toy
-    demo network costs seconds. Returns the verdict with where it came from."""
+    as it is: it had more windows and the permuted-label network. Otherwise the cascading
+    randomisation runs here on the first `windows` of `inputs` (no permuted-label training: that
+    needs minutes), which for the toy demo network costs seconds. Either way the report's own
+    correlations are computed on those windows for the trained and the fully random network
+    (`random_baseline`). Returns the verdict with where it came from."""
     from analysis import runs
 
+    few = {name: values[:windows] for name, values in inputs.items()}
+    baseline = random_baseline(target.model, few, method, batch_size, device, seed,
+                               target.sample_rate)
     previous = runs.output_dir(target, "sanity", None) / "sanity_summary.json"
     if previous.is_file():
         summary = json.loads(previous.read_text())
         if (method in summary.get("verdicts", {})
                 and summary.get("spearman_over") == SPEARMAN_OVER):
             return {**summary["verdicts"][method], "source": str(previous),
-                    "windows": summary.get("windows"), "threshold": summary.get("threshold")}
-    few = {name: values[:windows] for name, values in inputs.items()}
+                    "windows": summary.get("windows"), "threshold": summary.get("threshold"),
+                    "baseline": baseline}
     table = cascading_randomization(target.model, few, {method: method}, batch_size, device, seed,
                                     sample_rate=target.sample_rate)
     return {**verdicts(table)[method], "source": f"cascading randomisation of this run "
             f"({len(few['waveform'])} windows, no permuted labels)",
             "windows": int(len(few["waveform"])), "threshold": SENSITIVE_BELOW,
             "steps": {str(k): float(v) for k, v in
-                      table.groupby("step", sort=False)["spearman_mean"].mean().items()}}
+                      table.groupby("step", sort=False)["spearman_mean"].mean().items()},
+            "baseline": baseline}
+
+
+BASELINE_KEYS = ("signed_valence", "signed_arousal", "heads")
+
+
+def random_baseline(model: nn.Module, inputs: dict[str, np.ndarray], method: str | Method,
+                    batch_size: int = 8, device: str = "cpu", seed: int = 0,
+                    sample_rate: int = SAMPLE_RATE) -> dict:
+    """The saliency report's headline correlations (r(x, s) per head, r between the heads' maps;
+    `analysis.saliency.window_correlations`) on `inputs` for the trained network and for the
+    fully random one of the cascade (same targets): what a correlation is worth when a network
+    that learned nothing gives it too. Returns {"windows", "trained": {...}, "random": {...}}."""
+    from analysis.saliency import window_correlations
+
+    x = np.asarray(inputs["waveform"], np.float32)
+    trained, targets = compute_maps(model, inputs, method, batch_size, device)
+    *_, (_, random_net) = randomize(model, seed)
+    maps = {"trained": trained,
+            "random": compute_maps(random_net, inputs, method, batch_size, device, targets)[0]}
+    out = {"windows": int(len(x))}
+    for name, found in maps.items():
+        corr = window_correlations(x, found, sample_rate)
+        out[name] = {key: float(np.nanmean(corr[key])) if np.isfinite(corr[key]).any() else None
+                     for key in BASELINE_KEYS}
+    return out
+
+
+def baseline_line(baseline: dict) -> str:
+    """One line: the headline correlations of the trained and the fully random network."""
+    text = lambda v: "undefined" if v is None else f"{v:+.2f}"  # noqa: E731
+    ours, rand = baseline["trained"], baseline["random"]
+    return (f"on {baseline['windows']} windows, trained vs fully random network: r(x, s) "
+            f"valence {text(ours['signed_valence'])} vs {text(rand['signed_valence'])}, "
+            f"arousal {text(ours['signed_arousal'])} vs {text(rand['signed_arousal'])}; "
+            f"r(valence map, arousal map) {text(ours['heads'])} vs {text(rand['heads'])}")
 
 
 def context_text(verdict: dict) -> str:

@@ -94,6 +94,9 @@ def test_saliency_by_mlflow_run_id_writes_files_and_artifacts(trained, capsys, m
     assert "sanity check: mean Spearman" in printed and "randomised" in printed
     assert "floor (two random networks)" in printed and "input's envelope" in printed
     assert {"floor", "envelope_original", "envelope_random"} <= set(summary["sanity"])
+    assert "trained vs fully random network: r(x, s)" in printed
+    assert set(summary["sanity"]["baseline"]["random"]) == {"signed_valence", "signed_arousal",
+                                                            "heads"}
     from raylab.runtime.tracking import Tracker
 
     client = Tracker(trained["results"]).client

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.sanity import (FLOOR_STEP, SENSITIVE_BELOW, cascading_randomization, layer_groups,
-                             rank_correlations, verdicts)
+from analysis.sanity import (FLOOR_STEP, SENSITIVE_BELOW, baseline_line, cascading_randomization,
+                             layer_groups, random_baseline, rank_correlations, verdicts)
 from raylab.models import build_model
 from tests.cue_corpus import SR, corpus, train_network
 
@@ -87,6 +87,18 @@ def test_permuted_label_network_is_compared_too(model_and_inputs):
     assert found["input"]["permuted_labels"] == pytest.approx(1.0)
     assert not found["input"]["depends_on_labels"]
     assert isinstance(found["guided"]["fully_random"], float)  # reported, whatever it is
+
+
+def test_random_baseline_gives_a_weight_free_correlation_away(model_and_inputs):
+    model, inputs = model_and_inputs
+    found = random_baseline(model, inputs, the_input)
+    assert found["windows"] == 4
+    for net in ("trained", "random"):  # the input itself: r(x, s) = 1 for any network
+        assert found[net]["signed_valence"] == pytest.approx(1.0)
+        assert found[net]["heads"] == pytest.approx(1.0)
+    gradient = random_baseline(model, inputs, "gradient")
+    assert gradient["trained"]["heads"] != pytest.approx(gradient["random"]["heads"], abs=1e-3)
+    assert "r(x, s) valence +1.00 vs +1.00" in baseline_line(found)
 
 
 def test_verdicts_on_a_hand_made_table():
