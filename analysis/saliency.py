@@ -252,10 +252,10 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
     """`raylab analyze saliency`: maps for the fold's test windows (every window of the dataset
     with `all_windows`, as the paper's "over the dataset"), correlations per window
     (correlations.csv), their summary (saliency_summary.json), histogram and Figure 4 PNGs,
-    with the method's randomisation check (`analysis.sanity.saliency_evidence` on
+    with the method's randomisation check (`analysis.evidence.saliency_evidence` on
     `sanity_windows` windows; 0 skips it)."""
     from analysis import plots, runs
-    from analysis.sanity import saliency_evidence
+    from analysis.evidence import saliency_evidence
 
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}")
@@ -311,7 +311,7 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
 
 def format_summary(summary: dict) -> str:
     """The headline numbers, against the paper's, and the method's sanity check."""
-    from analysis.sanity import baseline_line, evidence_line
+    from analysis.evidence import baseline_line, evidence_line
 
     corr = summary["correlations"]
     line = lambda key: f"{corr[key]['mean']:+.3f} ± {corr[key]['std']:.3f}"  # noqa: E731

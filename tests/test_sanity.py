@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.sanity import (FLOOR_STEP, SENSITIVE_BELOW, baseline_line, cascading_randomization,
-                             layer_groups, random_baseline, rank_correlations, verdicts)
+from analysis.evidence import baseline_line, random_baseline
+from analysis.sanity import (FLOOR_STEP, SENSITIVE_BELOW, cascading_randomization, layer_groups,
+                             rank_correlations, verdicts)
 from raylab.models import build_model
 from tests.cue_corpus import SR, corpus, train_network
 
