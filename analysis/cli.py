@@ -117,7 +117,8 @@ def register(subparsers, common) -> None:
                         "or occlusion")
     p.add_argument("--sanity-windows", type=int, default=4, metavar="N",
                    help="randomisation check of the method on N windows, reported with the "
-                        "correlations (0: skip; a previous `analyze sanity` is read instead)")
+                        "correlations, which are also given for a fully random network (0: "
+                        "skip; a previous `analyze sanity` is read instead)")
     p.add_argument("--windows", type=int, metavar="N", help="analyse N test windows (default all)")
     p.add_argument("--all-windows", action="store_true",
                    help="every window of the dataset, not only the fold's test speaker's (the "
@@ -154,7 +155,9 @@ def register(subparsers, common) -> None:
         description="Do the saliency methods depend on what the network learned? Compare each "
                     "method's maps on the trained network with those on networks whose layers "
                     "are re-initialised in turn and on one trained on permuted labels (Adebayo "
-                    "et al. 2018).")
+                    "et al. 2018): Spearman rank correlation of |maps| over each window's signal "
+                    "(zero padding left out), with the floor two independently random networks "
+                    "set and each map's correlation with the input's envelope.")
     p.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=list(METHOD_CHOICES),
                    metavar="METHOD", help=f"saliency methods to check, of {', '.join(METHOD_CHOICES)} "
                         "(default: all)")

@@ -161,7 +161,7 @@ def signal_lengths(x: np.ndarray) -> np.ndarray:
     return np.where(nonzero.any(axis=1), last, 0)
 
 
-def _envelope(x: np.ndarray, samples: int) -> np.ndarray:
+def envelope(x: np.ndarray, samples: int) -> np.ndarray:
     """RMS over a moving window of `samples` along each row."""
     kernel = np.ones(samples) / samples
     power = np.apply_along_axis(np.convolve, 1, np.square(np.asarray(x, np.float64)), kernel, "same")
@@ -181,14 +181,14 @@ def window_correlations(x: np.ndarray, maps: dict[str, np.ndarray],
     """
     lengths = signal_lengths(x)
     window = max(1, int(ENVELOPE_S * sample_rate))
-    env_x = _envelope(x, window)
+    env_x = envelope(x, window)
     out = {}
     for head in HEADS:
         s = maps[head]
         out[f"signed_{head}"] = pearson_rows(x, s, lengths)
         out[f"abs_{head}"] = pearson_rows(np.abs(x), np.abs(s), lengths)
         out[f"positive_{head}"] = pearson_rows(np.maximum(x, 0), np.maximum(s, 0), lengths)
-        out[f"envelope_{head}"] = pearson_rows(env_x, _envelope(s, window), lengths)
+        out[f"envelope_{head}"] = pearson_rows(env_x, envelope(s, window), lengths)
     out["heads"] = pearson_rows(maps["valence"], maps["arousal"], lengths)
     out["heads_abs"] = pearson_rows(np.abs(maps["valence"]), np.abs(maps["arousal"]), lengths)
     return out
@@ -252,10 +252,10 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
     """`raylab analyze saliency`: maps for the fold's test windows (every window of the dataset
     with `all_windows`, as the paper's "over the dataset"), correlations per window
     (correlations.csv), their summary (saliency_summary.json), histogram and Figure 4 PNGs,
-    with the method's randomisation check (`analysis.sanity.saliency_evidence` on
+    with the method's randomisation check (`analysis.evidence.saliency_evidence` on
     `sanity_windows` windows; 0 skips it)."""
     from analysis import plots, runs
-    from analysis.sanity import saliency_evidence
+    from analysis.evidence import saliency_evidence
 
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}")
@@ -311,7 +311,7 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
 
 def format_summary(summary: dict) -> str:
     """The headline numbers, against the paper's, and the method's sanity check."""
-    from analysis.sanity import evidence_line
+    from analysis.evidence import baseline_line, evidence_line
 
     corr = summary["correlations"]
     line = lambda key: f"{corr[key]['mean']:+.3f} ± {corr[key]['std']:.3f}"  # noqa: E731
@@ -330,6 +330,8 @@ def format_summary(summary: dict) -> str:
         f"{line('envelope_arousal')}",
         "  " + (evidence_line(summary["sanity"], summary["method"]) if summary.get("sanity")
                 else "sanity check: not run (--sanity-windows 0); see `raylab analyze sanity`"),
+        *(["  " + baseline_line(summary["sanity"]["baseline"])]
+          if summary.get("sanity", {}).get("baseline") else []),
         f"  written to {summary['out']}"])
 
 

@@ -92,6 +92,11 @@ def test_saliency_by_mlflow_run_id_writes_files_and_artifacts(trained, capsys, m
     printed = capsys.readouterr().out
     assert "r(x, s), the paper's reading" in printed and "r(|x|, |s|)" in printed and "paper: 0.96" in printed
     assert "sanity check: mean Spearman" in printed and "randomised" in printed
+    assert "floor (two random networks)" in printed and "input's envelope" in printed
+    assert {"floor", "envelope_original", "envelope_random"} <= set(summary["sanity"])
+    assert "trained vs fully random network: r(x, s)" in printed
+    assert set(summary["sanity"]["baseline"]["random"]) == {"signed_valence", "signed_arousal",
+                                                            "heads"}
     from raylab.runtime.tracking import Tracker
 
     client = Tracker(trained["results"]).client
@@ -129,8 +134,10 @@ def test_sanity_by_checkpoint_path(trained, tmp_path, capsys):
     table = pd.read_csv(out / "sanity.csv")
     assert set(table["method"]) == {"guided", "gradient"}
     assert table["step"].iloc[-1] == "permuted labels"
+    assert "two random networks" in set(table["step"]) and "envelope_spearman" in table
     summary = json.loads((out / "sanity_summary.json").read_text())
     assert set(summary["verdicts"]) == {"guided", "gradient"}
+    assert summary["spearman_over"] == "signal" and "floor" in summary["verdicts"]["gradient"]
     assert "depend" in capsys.readouterr().out
 
 

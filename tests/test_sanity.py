@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.sanity import cascading_randomization, layer_groups, rank_correlations, verdicts
+from analysis.evidence import baseline_line, random_baseline
+from analysis.sanity import (FLOOR_STEP, SENSITIVE_BELOW, cascading_randomization, layer_groups,
+                             rank_correlations, verdicts)
 from raylab.models import build_model
+from tests.cue_corpus import SR, corpus, train_network
 
 T = 600
 TINY = dict(conv1_filters=4, conv1_kernel=16, pool1=2, conv2_filters=4, conv2_kernel=8, pool2=4,
@@ -46,18 +49,28 @@ def test_rank_correlations():
     assert np.isnan(rank_correlations(a, np.ones((1, 4)))[0])
 
 
+def test_rank_correlations_leave_the_zero_padding_out():
+    # the first 4 samples are the signal (rank orders reversed), the rest padding where both
+    # maps agree, as every network's map does on exact zeros
+    a = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]])
+    b = np.array([[4.0, 3.0, 2.0, 1.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]])
+    assert rank_correlations(a, b)[0] > 0.5
+    assert rank_correlations(a, b, np.array([4]))[0] == pytest.approx(-1.0)
+
+
 def test_a_method_that_ignores_the_weights_is_caught_and_gradient_is_not(model_and_inputs):
     model, inputs = model_and_inputs
     before = {k: v.clone() for k, v in model.state_dict().items()}
     table = cascading_randomization(model, inputs, {"input": the_input, "gradient": "gradient"})
     steps = ["original", "output", "hidden2", "hidden1", "conv3", "conv2", "conv1"]
-    assert list(table["step"].unique()) == steps
+    assert list(table["step"].unique()) == steps + [FLOOR_STEP]
     mean = table.groupby(["method", "step"], sort=False)["spearman_mean"].mean()
-    assert all(mean["input"][s] == pytest.approx(1.0) for s in steps)
+    assert all(mean["input"][s] == pytest.approx(1.0) for s in steps + [FLOOR_STEP])
     assert mean["gradient"]["original"] == pytest.approx(1.0)
     assert mean["gradient"]["conv1"] < 0.5
     found = verdicts(table)
     assert found["input"]["depends_on_weights"] is False
+    assert found["input"]["floor"] == pytest.approx(1.0)  # any two networks draw the input alike
     assert found["gradient"]["depends_on_weights"] is True
     for k, v in model.state_dict().items():  # the analysed network itself is untouched
         torch.testing.assert_close(v, before[k])
@@ -70,10 +83,23 @@ def test_permuted_label_network_is_compared_too(model_and_inputs):
     table = cascading_randomization(model, inputs, {"input": the_input, "guided": "guided"},
                                     permuted=other)
     assert table["step"].iloc[-1] == "permuted labels"
+    assert table[table.step == FLOOR_STEP].shape[0] == 4  # 2 methods x 2 heads
     found = verdicts(table)
     assert found["input"]["permuted_labels"] == pytest.approx(1.0)
     assert not found["input"]["depends_on_labels"]
     assert isinstance(found["guided"]["fully_random"], float)  # reported, whatever it is
+
+
+def test_random_baseline_gives_a_weight_free_correlation_away(model_and_inputs):
+    model, inputs = model_and_inputs
+    found = random_baseline(model, inputs, the_input)
+    assert found["windows"] == 4
+    for net in ("trained", "random"):  # the input itself: r(x, s) = 1 for any network
+        assert found[net]["signed_valence"] == pytest.approx(1.0)
+        assert found[net]["heads"] == pytest.approx(1.0)
+    gradient = random_baseline(model, inputs, "gradient")
+    assert gradient["trained"]["heads"] != pytest.approx(gradient["random"]["heads"], abs=1e-3)
+    assert "r(x, s) valence +1.00 vs +1.00" in baseline_line(found)
 
 
 def test_verdicts_on_a_hand_made_table():
@@ -83,3 +109,28 @@ def test_verdicts_on_a_hand_made_table():
     found = verdicts(pd.DataFrame(rows))
     assert found == {"a": {"fully_random": 0.1, "depends_on_weights": True},
                      "b": {"fully_random": 0.9, "depends_on_weights": False}}
+
+
+def test_on_a_trained_network_gradient_passes_and_occlusion_draws_the_envelope():
+    """A toy network trained on the cue corpus (arousal: loudness, valence: pitch); 4 clips, two
+    cut short with zero padding as raylab pads short utterances. Plain gradient's maps change
+    with the weights; occlusion's follow the input's envelope, for a random network as for the
+    trained one, and stay near the floor that two random networks set."""
+    heads = {"arousal": "loudness", "valence": "pitch"}
+    model, accuracy = train_network(heads, n=200, epochs=6)
+    assert min(accuracy.values()) > 0.3  # it learned something (chance 0.2)
+    clips, _ = corpus(heads, 4, seed=7)
+    clips[1, len(clips[1]) // 2:] = 0.0
+    clips[3, len(clips[3]) // 3:] = 0.0
+    table = cascading_randomization(model, {"waveform": clips},
+                                    {m: m for m in ("gradient", "guided", "occlusion")},
+                                    sample_rate=SR)
+    found = verdicts(table)
+    assert found["gradient"]["fully_random"] < SENSITIVE_BELOW
+    assert found["gradient"]["depends_on_weights"] is True
+    assert found["guided"]["fully_random"] < SENSITIVE_BELOW  # on this network: it measures so
+    occlusion = found["occlusion"]
+    assert occlusion["depends_on_weights"] is False
+    assert occlusion["envelope_random"] > SENSITIVE_BELOW
+    assert abs(occlusion["fully_random"] - occlusion["floor"]) < 0.1
+    assert found["gradient"]["envelope_random"] < occlusion["envelope_random"]
