@@ -3,15 +3,15 @@ differ by one known cue each (tests/cue_corpus.py); each cue must order that hea
 (Spearman ρ ≥ 0.9, right sign). Where a method is known to miss a cue, the test says so with
 xfail and the measured reason, so that a fix shows up as XPASS.
 
-The default run has the fast variant (loudness); `pytest -m slow` runs all four cues by both
-methods (two networks, four optimisations: minutes on a busy 2-core machine).
+The default run has the fast variant (loudness, by the default method, on a network trained on
+fewer clips); `pytest -m slow` runs all four cues by the default method and the paper's (two
+networks, eight optimisations: minutes on a busy 2-core machine).
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from analysis.generalize import cue_checks, generalize
+from analysis.generalize import DEFAULT_METHOD, cue_checks, generalize
 from tests.cue_corpus import MEASURES, SECONDS, SR, train_network
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -39,23 +39,20 @@ def order(model, heads: dict[str, str], method: str, seed: int = 0, steps: int |
 
 
 @pytest.fixture(scope="module")
-def first_network():
-    return (NETWORKS[0], *train_network(NETWORKS[0]))
+def networks():
+    return [(heads, *train_network(heads)) for heads in NETWORKS]
 
 
-@pytest.fixture(scope="module")
-def networks(first_network):
-    return [first_network, (NETWORKS[1], *train_network(NETWORKS[1]))]
-
-
-def test_fast_variant_loudness_orders_the_shaped_signals(first_network):
-    heads, model, accuracy = first_network
+def test_fast_variant_loudness_orders_the_default_method_s_signals():
+    heads = NETWORKS[0]
+    model, accuracy = train_network(heads, n=400, epochs=8)
     assert accuracy["arousal"] > 0.7, accuracy
-    rho = order(model, heads, "shaped", targets=[("arousal", c) for c in range(5)])
+    rho = order(model, heads, DEFAULT_METHOD, steps=60,
+                targets=[("arousal", c) for c in range(5)])
     assert rho["loudness"] is not None and rho["loudness"] >= 0.9, rho
 
 
-CASES = [(method, net, cue) for method in ("shaped", "paper")
+CASES = [(method, net, cue) for method in (DEFAULT_METHOD, "paper")
          for net, heads in enumerate(NETWORKS) for cue in heads.values()]
 
 
@@ -75,6 +72,4 @@ def test_each_cue_orders_its_head_s_signals(networks, method, net, cue):
 def test_the_networks_learned_their_cues(networks):
     for heads, _, accuracy in networks:
         for head, cue in heads.items():
-            if cue != "pause":  # KNOWN_MISSES: learned weakly
-                assert accuracy[head] > 0.75, (cue, accuracy)
-            assert accuracy[head] > 0.35 and np.isfinite(accuracy[head]), (cue, accuracy)
+            assert accuracy[head] > 0.75, (cue, accuracy)
