@@ -55,7 +55,7 @@ OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
-CUE_MEASURES = {"f0_hz": "peak_hz", "peak_amplitude": "peak_amplitude", "pause_ms": "pause_ms",
+CUE_MEASURES = {"f0_hz": "f0_hz", "peak_amplitude": "peak_amplitude", "pause_ms": "pause_ms",
                 "brightness_hz": "centroid_hz", "syllables_per_s": "syllable_rate_hz"}
 # The paper's observations (section 4.2.2), checked on any other corpus: (dimension, measure, sign).
 PAPER_CUES = (("arousal", "centroid_hz", +1), ("arousal", "peak_amplitude", +1),

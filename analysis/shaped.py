@@ -90,16 +90,24 @@ def harmonic_spectra(f0s: list[float], samples: int, sample_rate: int,
 
 
 class SourceFilterSignal(ShapedSignal):
-    """A speech-like signal: gain · envelope(t) · filter * (voicing · harmonic(f0) + (1 − voicing) ·
-    noise), normalised to peak 1 before the gain and envelope.
+    """A speech-like signal: x(t) = tanh(gain · envelope(t) · carrier(t)), where the carrier is
+    filter * (√voicing · harmonic(f0) + √(1 − voicing) · noise), normalised to unit RMS.
 
-    The envelope and gain are `ShapedSignal`'s; the filter is its learned log-magnitude spectrum,
-    applied to a source that mixes a harmonic series at f0 (`harmonic_spectra`) and white noise
-    in proportion `voicing` (learned, starts at 0.5). f0 is not learned by gradient (the gradient
-    of a harmonic signal with respect to its f0 is useless away from the optimum: DDSP's known
-    problem) but chosen per row from the grid `f0_grid` by `choose_f0`, which evaluates every f0
-    of the grid with the other parameters fixed. `starts` lists the envelope seeds; row r uses
-    the envelope start given by `starts[r]` (an id: equal ids, equal starts)."""
+    - the envelope is `ShapedSignal`'s (a sigmoid of a Fourier series, here up to 25 Hz: 10
+      syllables per second and pauses of a few tens of ms fit);
+    - the filter is `ShapedSignal`'s learned log-magnitude spectrum, applied to a source that
+      mixes a harmonic series at f0 (`harmonic_spectra`) and white noise in proportion `voicing`
+      (learned, starts at 0.5);
+    - `gain` (its log is learned) scales an RMS-normalised carrier and tanh keeps the peak under
+      1, so that a loud class can have the energy of a loud harmonic sound: a carrier normalised
+      to peak 1 has a crest factor of 3-4 and caps the RMS far below it;
+    - f0 is not learned by gradient (the gradient of a harmonic signal with respect to its f0 is
+      useless away from the optimum: DDSP's known problem) but set per row in `f0_index`, an
+      index into `f0_grid`; `analysis.generalize` chooses it by evaluating every f0 of the grid.
+    `starts[r]` is row r's start (an id: equal ids, equal starts). There are n = len(set(starts))
+    starts: start i's envelope logits are random below max_modulation_hz / 2^(n − 1 − i) with
+    std `envelope_std`, its gain one of `gain_grid` spread over the starts (else `init_gain`).
+    The same starts serve every class, so the classes' signals differ only by the network."""
 
     def __init__(self, rows: int, samples: int, sample_rate: int, starts: torch.Tensor,
                  f0_grid: tuple[float, ...], f0_index: torch.Tensor, seed: int = 0,

@@ -14,7 +14,7 @@ SR = 8_000
 SECONDS = 2.0
 CUES = {"loudness": (0.05, 0.1, 0.2, 0.4, 0.8), "pitch": (150.0, 225.0, 340.0, 500.0, 750.0),
         "pause": (0.06, 0.12, 0.2, 0.3, 0.45), "rate": (2.5, 3.5, 5.0, 7.0, 10.0)}
-MEASURES = {"loudness": "peak_amplitude", "pitch": "peak_hz", "pause": "pause_ms",
+MEASURES = {"loudness": "peak_amplitude", "pitch": "f0_hz", "pause": "pause_ms",
             "rate": "syllable_rate_hz"}
 SYLLABLES_PER_PHRASE = 2
 
