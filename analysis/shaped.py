@@ -99,8 +99,8 @@ class SourceFilterSignal(ShapedSignal):
       mixes a harmonic series at f0 (`harmonic_spectra`) and white noise in proportion `voicing`
       (learned, starts at 0.5);
     - `gain` (its log is learned) scales an RMS-normalised carrier and tanh keeps the peak under
-      1, so that a loud class can have the energy of a loud harmonic sound: a carrier normalised
-      to peak 1 has a crest factor of 3-4 and caps the RMS far below it;
+      1: the gain sets the energy, which a carrier normalised to peak 1 (crest factor 3-4 for
+      noise) caps well below a full-scale harmonic sound's;
     - f0 is not learned by gradient (the gradient of a harmonic signal with respect to its f0 is
       useless away from the optimum: DDSP's known problem) but set per row in `f0_index`, an
       index into `f0_grid`; `analysis.generalize` chooses it by evaluating every f0 of the grid.
