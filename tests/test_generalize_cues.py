@@ -26,6 +26,9 @@ KNOWN_MISSES = {
                          "classes 1 and 3 never pass p 0.56 and their pauses are not ordered",
     ("paper", "loudness"): "ρ -0.60: raw-sample ascent never reaches the loudest class (p 0.01) "
                            "and its peak amplitudes (0.08-0.38) are not ordered",
+    ("paper", "pitch"): "ρ -0.10: the raw-sample signals' F0 (69-244 Hz) is not ordered",
+    ("paper", "rate"): "ρ -0.10: syllable rates 3.5-5.5 in every class, unordered",
+    ("paper", "pause"): "raw-sample ascent makes no pauses at all (ρ undefined)",
 }
 
 
