@@ -23,7 +23,8 @@ KNOWN_MISSES = {
                         "at p 0.88-0.92) long before the envelope's syllable rate is ordered, so "
                         "the rate stays what the start and the first steps made it",
     ("speech", "pause"): "ρ +0.50 (seeds 1, 2: -0.10, +0.60): pauses of 40-210 ms appear, but "
-                         "classes 1 and 3 never pass p 0.56 and their pauses are not ordered",
+                         "no start takes the second or the fourth class past p 0.56, and the "
+                         "pauses are not ordered",
     ("paper", "loudness"): "ρ -0.60: raw-sample ascent never reaches the loudest class (p 0.01) "
                            "and its peak amplitudes (0.08-0.38) are not ordered",
     ("paper", "pitch"): "ρ -0.10: the raw-sample signals' F0 (69-244 Hz) is not ordered",
