@@ -49,9 +49,9 @@ OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw
               "shaped": "class log-softmax - l2 * ||x||^2 of a copy shifted by up to 20 ms and "
                         "scaled by up to 1 dB (new draw every step), on gain x envelope x carrier",
               "speech": "class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
-                        "to 20 ms and scaled by up to 1 dB (new draw every step), on gain x "
-                        "envelope x filtered harmonic-plus-noise source; the best of several "
-                        "envelope starts and of a grid of f0 per class"}
+                        "to 300 ms and scaled by up to 1 dB (new draw every step), on tanh(gain x "
+                        "envelope x filtered harmonic-plus-noise source); the best of 4 starts "
+                        "and of a grid of f0 per class"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
