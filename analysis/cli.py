@@ -136,12 +136,15 @@ def register(subparsers, common) -> None:
                     "(eq. 4, by gradient ascent with the network frozen), saved as 16 kHz WAV, "
                     "drawn as Figure 5 and described as in Table 6 (loudness, dominant "
                     "frequencies, amplitude, pauses, voiced length).")
-    p.add_argument("--method", choices=("shaped", "paper"), default="shaped",
-                   help="shaped: envelope x spectrally shaped carrier, jittered (ours, default); "
-                        "paper: eq. (4) on raw samples")
-    p.add_argument("--steps", type=int, help="default: 200 (shaped), 2000 (paper)")
-    p.add_argument("--l2", type=float, help="λ of eq. (4) (default: 0 shaped, 1e-3 paper)")
-    p.add_argument("--lr", type=float, help="Adam step size (default: 0.05 shaped, 1e-3 paper)")
+    p.add_argument("--method", choices=("speech", "shaped", "paper"), default="speech",
+                   help="speech: envelope x filtered harmonic-plus-noise source, f0 from a grid, "
+                        "4 starts per class (ours, default); shaped: envelope x spectrally "
+                        "shaped noise (ours); paper: eq. (4) on raw samples")
+    p.add_argument("--steps", type=int, help="default: 150 (speech, shaped), 2000 (paper)")
+    p.add_argument("--l2", type=float, help="λ of eq. (4) (default: 0 speech and shaped, "
+                                            "1e-3 paper)")
+    p.add_argument("--lr", type=float, help="Adam step size (default: 0.1 speech and shaped, "
+                                            "1e-3 paper)")
     p.add_argument("--init", choices=("noise", "mean"), default="noise",
                    help="paper method's starting signal")
     p.add_argument("--init-scale", type=float, default=0.01, metavar="S",

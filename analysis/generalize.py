@@ -25,25 +25,37 @@ from torch import nn
 from raylab import DIMENSIONS, IS10_DIM, NUM_CLASSES, SAMPLE_RATE
 
 from analysis.acoustics import characteristics, table6, to_markdown
-from analysis.shaped import ShapedSignal, jitter
+from analysis.shaped import ShapedSignal, SourceFilterSignal, jitter
 
 # Table 6 and Figure 5 list arousal first, as the paper does
 TABLE_HEADS = DIMENSIONS[::-1]
 INITS = ("noise", "mean")
-METHODS = ("shaped", "paper")
-DEFAULT_METHOD = "shaped"
-# "paper": eq. (4) on raw samples, the class logit; "shaped": analysis.shaped's envelope × carrier,
-# the class's log-softmax, averaged over jittered copies (time shifts, gains).
+METHODS = ("speech", "shaped", "paper")
+DEFAULT_METHOD = "speech"
+# "paper": eq. (4) on raw samples, the class logit; "shaped": analysis.shaped's envelope × noise
+# carrier, the class's log-softmax, averaged over jittered copies (time shifts, gains); "speech":
+# analysis.shaped's SourceFilterSignal, the class's log-odds (the log-softmax stops rising once the
+# class wins, and the signal with it), `starts` envelope starts per class optimised together for
+# the first `explore` of the steps, then only the best one; f0 chosen from F0_GRID by evaluation.
 METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objective": "logit"},
-                   "shaped": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_softmax"}}
+                   "shaped": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_softmax"},
+                   "speech": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_odds",
+                              "starts": 4, "explore": 0.4, "envelope_std": 3.0,
+                              "gain_grid": (0.05, 1.0), "shift_ms": 300.0}}
+# f0 candidates of the "speech" method: third-octave steps from 60 Hz to 960 Hz
+F0_GRID = tuple(round(60.0 * 2 ** (i / 3), 1) for i in range(13))
 JITTER_COPIES, SHIFT_MS, JITTER_DB = 1, 20.0, 1.0
 OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw samples",
               "shaped": "class log-softmax - l2 * ||x||^2 of a copy shifted by up to 20 ms and "
-                        "scaled by up to 1 dB (new draw every step), on gain x envelope x carrier"}
+                        "scaled by up to 1 dB (new draw every step), on gain x envelope x carrier",
+              "speech": "class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
+                        "to 300 ms and scaled by up to 1 dB (new draw every step), on tanh(gain x "
+                        "envelope x filtered harmonic-plus-noise source); the best of 4 starts "
+                        "and of a grid of f0 per class"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
-CUE_MEASURES = {"f0_hz": "peak_hz", "peak_amplitude": "peak_amplitude", "pause_ms": "pause_ms",
+CUE_MEASURES = {"f0_hz": "f0_hz", "peak_amplitude": "peak_amplitude", "pause_ms": "pause_ms",
                 "brightness_hz": "centroid_hz", "syllables_per_s": "syllable_rate_hz"}
 # The paper's observations (section 4.2.2), checked on any other corpus: (dimension, measure, sign).
 PAPER_CUES = (("arousal", "centroid_hz", +1), ("arousal", "peak_amplitude", +1),
@@ -75,13 +87,20 @@ class Generalized:
 
 def _target_scores(out: dict[str, torch.Tensor], targets: list[tuple[str, int]],
                    objective: str) -> torch.Tensor:
-    """Per row i: the logit of targets[i], or its log-softmax (rows may repeat the targets)."""
+    """Per row i: the logit of targets[i], its log-softmax, or its log-odds (rows may repeat the
+    targets)."""
     rows = out[targets[0][0]].shape[0]
     scores = []
     for i in range(rows):
         head, c = targets[i % len(targets)]
         z = out[head][i]
-        scores.append(z[c] if objective == "logit" else torch.log_softmax(z, dim=0)[c])
+        if objective == "logit":
+            scores.append(z[c])
+        elif objective == "log_odds":  # log p / (1 - p): keeps rising after the class wins
+            others = torch.cat([z[:c], z[c + 1:]])
+            scores.append(z[c] - torch.logsumexp(others, dim=0))
+        else:
+            scores.append(torch.log_softmax(z, dim=0)[c])
     return torch.stack(scores)  # (rows,)
 
 
@@ -115,6 +134,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
         return tuple(torch.zeros(n, int(model.config.get("num_features", IS10_DIM)), device=device)
                      for _ in model.inputs[1:])
 
+    row_targets, starts, source = list(targets), 1, None  # the target of every optimised row
     if method == "paper":
         if init == "mean":
             if mean_window is None:
@@ -126,30 +146,68 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
         else:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         x = start.clamp(-1, 1).to(device).requires_grad_(True)  # (R, T)
-        params, render, signal = [x], (lambda: x), (lambda: x)
+        signal, render = (lambda: x), (lambda: x)
+        params = lambda: [x]  # noqa: E731
     else:
-        shaped = ShapedSignal(rows, samples, sample_rate, seed).to(device)
+        if method == "shaped":
+            signal = ShapedSignal(rows, samples, sample_rate, seed).to(device)
+        else:  # "speech": `starts` envelope starts per target (start-major rows), f0 from a grid
+            starts = settings["starts"]
+            row_targets = list(targets) * starts
+            source = signal = SourceFilterSignal(
+                rows * starts, samples, sample_rate, torch.arange(starts).repeat_interleave(rows),
+                F0_GRID, torch.zeros(rows * starts, dtype=torch.long), seed,
+                **{k: settings[k] for k in ("max_modulation_hz", "envelope_std", "gain_grid")
+                   if k in settings}
+            ).to(device)
         gen = torch.Generator().manual_seed(seed + 1)
-        shift = int(sample_rate * SHIFT_MS / 1000)
-        params, signal = list(shaped.parameters()), shaped
+        shift = int(sample_rate * settings.get("shift_ms", SHIFT_MS) / 1000)
+        params = signal.parameters
 
         def render() -> torch.Tensor:
-            return jitter(shaped(), JITTER_COPIES, shift, JITTER_DB, gen)  # (copies·R, T)
+            return jitter(signal(), settings.get("copies", JITTER_COPIES), shift, JITTER_DB,
+                          gen)  # (copies·R, T)
 
-    optimizer = torch.optim.Adam(params, lr=lr)
     objective_kind = settings["objective"]
     history = []
 
-    def objective() -> torch.Tensor:
-        x = render()
-        scores = _target_scores(model(x, *other(len(x))), targets, objective_kind)
-        value = scores - l2 * (x * x).sum(dim=1)  # eq. (4) for "paper", per row
-        return value.view(-1, rows).mean(dim=0)  # mean over jittered copies: (R,)
+    def score(x: torch.Tensor) -> torch.Tensor:
+        value = _target_scores(model(x, *other(len(x))), row_targets, objective_kind)
+        return value - l2 * (x * x).sum(dim=1)  # eq. (4) for "paper", per row
 
-    bar = console.progress(steps, f"generalize ({method}, {rows} signals)", "steps") \
+    def objective() -> torch.Tensor:
+        return score(render()).view(-1, len(row_targets)).mean(dim=0)  # mean over copies
+
+    def choose_f0() -> torch.Tensor:
+        """Every row's best f0 of the grid, the other parameters fixed; its score per row."""
+        with torch.no_grad():
+            best, choice = None, source.f0_index
+            for g in range(len(F0_GRID)):
+                index = torch.full_like(source.f0_index, g)
+                value = score(source.render_with(index))
+                better = value > best if best is not None else torch.ones_like(value, dtype=bool)
+                best = value if best is None else torch.where(better, value, best)
+                choice = torch.where(better, index, choice)
+            source.f0_index = choice
+        return best
+
+    # "speech": f0 chosen at the start, when the starts are cut to the best one per target
+    # (after `explore` of the steps), and half-way through the rest
+    explore = int(round(steps * settings.get("explore", 0.0)))
+    choose_at = {0, explore, explore + (steps - explore) // 2} if source is not None else set()
+    optimizer = torch.optim.Adam(params(), lr=lr)
+    bar = console.progress(steps, f"generalize ({method}, {rows} signals"
+                           + (f", {starts} starts each" if starts > 1 else "") + ")", "steps") \
         if progress else None
     try:
         for step in range(steps):
+            if step in choose_at:
+                value = choose_f0()
+                if step == explore and len(row_targets) > rows:
+                    best = value.view(starts, rows).argmax(dim=0)
+                    source.keep(best * rows + torch.arange(rows, device=best.device))
+                    row_targets = list(targets)
+                    optimizer = torch.optim.Adam(params(), lr=lr)
             optimizer.zero_grad()
             value = objective()
             (-value.sum()).backward()
@@ -157,11 +215,12 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             if method == "paper":
                 with torch.no_grad():
                     x.clamp_(-1.0, 1.0)
+            value = value.detach().view(-1, rows).amax(dim=0)  # the best start of each target
             if bar is not None:
                 bar.note(f"objective {value.mean().item():+.3f}")
                 bar.advance()
             if step % log_every == 0 or step == steps - 1:
-                history.append(value.detach().cpu().tolist())
+                history.append(value.cpu().tolist())
                 if on_log is not None:
                     on_log(step, history[-1])
         with torch.no_grad():
@@ -243,6 +302,8 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         "seed": seed, "init_scale": init_scale, "seconds": round(seconds, 1),
         "optimizer": "Adam (gradient ascent)" + (", clipped to [-1, 1]" if method == "paper" else
                                                  " on the parameters of analysis.shaped"),
+        **({"starts": settings["starts"], "explore": settings["explore"], "f0_grid_hz": F0_GRID}
+           if method == "speech" else {}),
         "objective": OBJECTIVES[method],
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)]}

@@ -73,3 +73,96 @@ def jitter(x: torch.Tensor, copies: int, max_shift: int, max_gain_db: float,
         db = (torch.rand(x.shape[0], 1, generator=gen) * 2 - 1) * max_gain_db
         out.append(torch.roll(x, shift, dims=1) * 10 ** (db / 20))
     return torch.cat(out)
+
+
+def harmonic_spectra(f0s: list[float], samples: int, sample_rate: int,
+                     gen: torch.Generator) -> torch.Tensor:
+    """The rfft of a harmonic source (every harmonic of f0 below 0.95 Nyquist, equal amplitude,
+    random phase, unit RMS) for each f0: (len(f0s), samples // 2 + 1) complex."""
+    t = torch.arange(samples, dtype=torch.float64) / sample_rate
+    out = []
+    for f0 in f0s:
+        harmonics = torch.arange(1, int(0.95 * sample_rate / 2 / f0) + 1, dtype=torch.float64)
+        phase = 2 * math.pi * torch.rand(len(harmonics), generator=gen, dtype=torch.float64)
+        x = torch.cos(2 * math.pi * f0 * harmonics[:, None] * t + phase[:, None]).sum(0)
+        out.append(torch.fft.rfft((x / x.pow(2).mean().sqrt()).float()))
+    return torch.stack(out)
+
+
+class SourceFilterSignal(ShapedSignal):
+    """A speech-like signal: x(t) = tanh(gain · envelope(t) · carrier(t)), where the carrier is
+    filter * (√voicing · harmonic(f0) + √(1 − voicing) · noise), normalised to unit RMS.
+
+    - the envelope is `ShapedSignal`'s (a sigmoid of a Fourier series, here up to 25 Hz: 10
+      syllables per second and pauses of a few tens of ms fit);
+    - the filter is `ShapedSignal`'s learned log-magnitude spectrum, applied to a source that
+      mixes a harmonic series at f0 (`harmonic_spectra`) and white noise in proportion `voicing`
+      (learned, starts at 0.5);
+    - `gain` (its log is learned) scales an RMS-normalised carrier and tanh keeps the peak under
+      1: the gain sets the energy, which a carrier normalised to peak 1 (crest factor 3-4 for
+      noise) caps well below a full-scale harmonic sound's;
+    - f0 is not learned by gradient (the gradient of a harmonic signal with respect to its f0 is
+      useless away from the optimum: DDSP's known problem) but set per row in `f0_index`, an
+      index into `f0_grid`; `analysis.generalize` chooses it by evaluating every f0 of the grid.
+    `starts[r]` is row r's start (an id: equal ids, equal starts). There are n = len(set(starts))
+    starts: start i's envelope logits are random below max_modulation_hz / 2^(n − 1 − i) with
+    std `envelope_std`, its gain one of `gain_grid` spread over the starts (else `init_gain`).
+    The same starts serve every class, so the classes' signals differ only by the network."""
+
+    def __init__(self, rows: int, samples: int, sample_rate: int, starts: torch.Tensor,
+                 f0_grid: tuple[float, ...], f0_index: torch.Tensor, seed: int = 0,
+                 max_modulation_hz: float = 25.0, hop_ms: float = 10.0,
+                 envelope_std: float = 1.0, gain_grid: tuple[float, float] | None = None,
+                 **kwargs) -> None:
+        super().__init__(rows, samples, sample_rate, seed, hop_ms=hop_ms,
+                         max_modulation_hz=max_modulation_hz, **kwargs)
+        gen = torch.Generator().manual_seed(seed + 2)
+        modulations = self.envelope.shape[1]
+        hz = torch.arange(modulations) / (self.frames * hop_ms / 1000)  # modulation frequencies
+        # start i is random below max_modulation_hz / 2^(n - 1 - i): n starts from a slow
+        # envelope (few long syllables) to a fast one, the same for every class
+        ids = sorted(set(starts.tolist()))
+        table = {}
+        for i in ids:
+            kept = (hz <= max_modulation_hz / 2 ** (len(ids) - 1 - i)).float()[:, None]
+            scale = envelope_std * math.sqrt(self.frames / kept.sum())  # logits' std
+            table[i] = torch.randn(modulations, 2, generator=gen) * scale * kept
+        with torch.no_grad():
+            self.envelope.copy_(torch.stack([table[int(i)] for i in starts]))
+        if gain_grid:  # start i's peak gain: `gain_grid` spread geometrically over the starts,
+            # in the order 0, 3, 6 ... (mod n) so that gain and bandwidth do not rise together
+            n = len(ids)
+            lo, hi = gain_grid
+            gains = {i: lo * (hi / lo) ** (((i * 3) % n) / max(n - 1, 1)) for i in ids}
+            with torch.no_grad():
+                self.gain.copy_(torch.tensor([[math.log(gains[int(i)])] for i in starts]))
+        else:
+            self.gain.data.fill_(math.log(kwargs.get("init_gain", 0.1)))
+        self.voicing = nn.Parameter(torch.zeros(rows, 1))
+        self.register_buffer("sources", harmonic_spectra(list(f0_grid), samples, sample_rate, gen))
+        noise = torch.fft.irfft(self.phase, n=samples)
+        self.phase = self.phase / noise.pow(2).mean().sqrt()  # unit-RMS white noise
+        self.register_buffer("f0_index", f0_index.clone())
+        self.f0_grid = tuple(f0_grid)
+
+    def carrier(self, f0_index: torch.Tensor | None = None) -> torch.Tensor:
+        index = self.f0_index if f0_index is None else f0_index
+        v = torch.sigmoid(self.voicing)
+        source = v.sqrt() * self.sources[index] + (1 - v).sqrt() * self.phase
+        magnitude = F.interpolate(self.spectrum.exp()[:, None], size=len(self.phase),
+                                  mode="linear", align_corners=True)[:, 0]
+        c = torch.fft.irfft(magnitude * source, n=self.samples)
+        return c / c.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)  # unit RMS
+
+    def render_with(self, f0_index: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.gain.exp() * self.envelope_curve() * self.carrier(f0_index))
+
+    def forward(self) -> torch.Tensor:
+        return self.render_with(self.f0_index)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices), e.g. the best start of every class."""
+        with torch.no_grad():
+            for name in ("envelope", "spectrum", "gain", "voicing"):
+                setattr(self, name, nn.Parameter(getattr(self, name)[rows].clone()))
+            self.f0_index = self.f0_index[rows].clone()

@@ -79,3 +79,14 @@ def test_table6_columns_rows_and_markdown():
     md = A.to_markdown(table)
     assert md.splitlines()[0] == "|  | arousal 0 | arousal 1 |"
     assert "| Pause d. (ms) | 0 | 0 |" in md
+
+
+def test_f0_is_the_period_not_the_strongest_harmonic():
+    sr = 8000
+    t = np.arange(sr) / sr
+    for f0 in (150.0, 400.0, 750.0):
+        # a weak fundamental under a strong third harmonic: the spectrum peaks at 3·f0
+        x = 0.2 * np.sin(2 * np.pi * f0 * t) + 0.4 * np.sin(2 * np.pi * 3 * f0 * t + 0.3)
+        assert A.f0_hz(x, sr) == pytest.approx(f0, rel=0.03)
+        assert A.dominant_frequency(x, sr)[0] == pytest.approx(3 * f0, rel=0.03)
+    assert A.f0_hz(np.zeros(sr), sr) == 0.0

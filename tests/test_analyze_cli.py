@@ -115,14 +115,15 @@ def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, 
     audio, sr = sf.read(wavs[0])
     assert sr == SR and audio.shape == (SAMPLES,)
     table = pd.read_csv(out / "table6.csv", index_col=0)
-    assert table.shape == (9, 10) and "Syllable rate (Hz)" in table.index
+    assert table.shape == (10, 10) and "Syllable rate (Hz)" in table.index
+    assert "F0 (Hz)" in table.index
     assert (out / "table6.md").read_text().startswith("|  | arousal 1")
     summary = json.loads((out / "generalize_summary.json").read_text())
     assert summary["steps"] == 5 and summary["cues"] and "ordered" in summary["cues"][0]
     assert (out / "figure5_arousal.png").exists() and (out / "figure5_valence.png").exists()
     printed = capsys.readouterr().out
     assert "Loudness (dBFS)" in printed and "Spearman" in printed and "test UAR" in printed
-    assert summary["method"] == "shaped" and "test_uar" in summary["cues"][0]
+    assert summary["method"] == "speech" and "test_uar" in summary["cues"][0]
 
 
 def test_sanity_by_checkpoint_path(trained, tmp_path, capsys):

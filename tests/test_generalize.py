@@ -136,4 +136,4 @@ def test_cue_checks_state_whether_signals_order_by_the_cue():
     same = cue_checks(flat, SR, (("valence", "pause_ms", -1),))[0]
     assert same["spearman"] is None and not same["ordered"]
     # the demo corpus's own table gives the directions: pauses shorten as valence rises
-    assert ("valence", "pause_ms", -1) in demo_cues() and ("arousal", "peak_hz", 1) in demo_cues()
+    assert ("valence", "pause_ms", -1) in demo_cues() and ("arousal", "f0_hz", 1) in demo_cues()

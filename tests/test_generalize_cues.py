@@ -3,15 +3,15 @@ differ by one known cue each (tests/cue_corpus.py); each cue must order that hea
 (Spearman ρ ≥ 0.9, right sign). Where a method is known to miss a cue, the test says so with
 xfail and the measured reason, so that a fix shows up as XPASS.
 
-The default run has the fast variant (loudness); `pytest -m slow` runs all four cues by both
-methods (two networks, four optimisations: minutes on a busy 2-core machine).
+The default run has the fast variant (loudness, by the default method, on a network trained on
+fewer clips); `pytest -m slow` runs all four cues by the default method and the paper's (two
+networks, eight optimisations: minutes on a busy 2-core machine).
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from analysis.generalize import cue_checks, generalize
+from analysis.generalize import DEFAULT_METHOD, cue_checks, generalize
 from tests.cue_corpus import MEASURES, SECONDS, SR, train_network
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -19,12 +19,17 @@ SAMPLES = int(SR * SECONDS)
 NETWORKS = ({"arousal": "loudness", "valence": "pitch"}, {"arousal": "rate", "valence": "pause"})
 # Measured with seed 0 (README "Generalized signals"): where a method misses a cue, and why.
 KNOWN_MISSES = {
-    ("shaped", "rate"): "the envelope's syllable rate stays near its start (ρ -0.5 to +0.9 over "
-                        "seeds): the sigmoid heads saturate before the envelope reorganises",
-    ("shaped", "pause"): "the network learns pauses weakly (valence accuracy ~0.45) and the "
-                         "signals keep pauses of 30-65 ms in every class",
+    ("speech", "rate"): "ρ +0.20 (seeds 1, 2: -0.90, -0.41): the network saturates (every class "
+                        "at p 0.88-0.92) long before the envelope's syllable rate is ordered, so "
+                        "the rate stays what the start and the first steps made it",
+    ("speech", "pause"): "ρ +0.50 (seeds 1, 2: -0.10, +0.60): pauses of 40-210 ms appear, but "
+                         "no start takes the second or the fourth class past p 0.56, and the "
+                         "pauses are not ordered",
+    ("paper", "loudness"): "ρ -0.60: raw-sample ascent never reaches the loudest class (p 0.01) "
+                           "and its peak amplitudes (0.08-0.38) are not ordered",
+    ("paper", "pitch"): "ρ -0.10: the raw-sample signals' F0 (69-244 Hz) is not ordered",
+    ("paper", "rate"): "ρ -0.10: syllable rates 3.5-5.5 in every class, unordered",
     ("paper", "pause"): "raw-sample ascent makes no pauses at all (ρ undefined)",
-    ("shaped", "pitch"): "class 2 puts its spectral peak at 2.6 kHz, not near its f0 (ρ 0.7-0.9)",
 }
 
 
@@ -39,23 +44,20 @@ def order(model, heads: dict[str, str], method: str, seed: int = 0, steps: int |
 
 
 @pytest.fixture(scope="module")
-def first_network():
-    return (NETWORKS[0], *train_network(NETWORKS[0]))
+def networks():
+    return [(heads, *train_network(heads)) for heads in NETWORKS]
 
 
-@pytest.fixture(scope="module")
-def networks(first_network):
-    return [first_network, (NETWORKS[1], *train_network(NETWORKS[1]))]
-
-
-def test_fast_variant_loudness_orders_the_shaped_signals(first_network):
-    heads, model, accuracy = first_network
+def test_fast_variant_loudness_orders_the_default_method_s_signals():
+    heads = NETWORKS[0]
+    model, accuracy = train_network(heads, n=400, epochs=8)
     assert accuracy["arousal"] > 0.7, accuracy
-    rho = order(model, heads, "shaped", targets=[("arousal", c) for c in range(5)])
+    rho = order(model, heads, DEFAULT_METHOD, steps=60,
+                targets=[("arousal", c) for c in range(5)])
     assert rho["loudness"] is not None and rho["loudness"] >= 0.9, rho
 
 
-CASES = [(method, net, cue) for method in ("shaped", "paper")
+CASES = [(method, net, cue) for method in (DEFAULT_METHOD, "paper")
          for net, heads in enumerate(NETWORKS) for cue in heads.values()]
 
 
@@ -75,6 +77,4 @@ def test_each_cue_orders_its_head_s_signals(networks, method, net, cue):
 def test_the_networks_learned_their_cues(networks):
     for heads, _, accuracy in networks:
         for head, cue in heads.items():
-            if cue != "pause":  # KNOWN_MISSES: learned weakly
-                assert accuracy[head] > 0.75, (cue, accuracy)
-            assert accuracy[head] > 0.35 and np.isfinite(accuracy[head]), (cue, accuracy)
+            assert accuracy[head] > 0.75, (cue, accuracy)
