@@ -232,7 +232,8 @@ def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> No
 
     Ray Train retries the fold when a worker dies, not when its controller does (Ray's memory
     monitor may kill either; the workers die with their controller): then the trainer is built
-    again, under the same Train run, within `--max-failures` counted over both. The new workers
+    again, under the same Train run, at most `--max-failures` times, each new trainer allowed
+    `--max-failures` less the controllers lost so far of worker retries. The new workers
     find the fold's outputs when an earlier attempt reported them (`report_again`), so a fold is
     never trained twice."""
     speaker = config["fold"]
@@ -252,14 +253,17 @@ def fold_trial(config: dict, job: FoldJob, worker: Callable[[dict], None]) -> No
         try:
             trainer.fit()
             return
-        except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as err:
+        except (ray.exceptions.ActorDiedError, ray.exceptions.OutOfMemoryError) as err:
             # the controller's process died: killed (ActorDiedError), or by Ray's memory
-            # monitor, which may answer the waiting call with OutOfMemoryError instead
-            if controllers_lost == job.max_failures:
+            # monitor, which may answer the waiting call with OutOfMemoryError instead; not an
+            # unreachable one (ActorUnavailableError: it may still run) nor an error it raised
+            if controllers_lost == job.max_failures \
+                    or isinstance(err, ray.exceptions.RayTaskError):
                 raise
-            _log.warning("fold %s: its Ray Train controller died (%s); trying again, %d of "
-                         "--max-failures %d left", speaker, short_error(err),
-                         job.max_failures - controllers_lost - 1, job.max_failures)
+            _log.warning("fold %s: its Ray Train controller died (%s); building it again "
+                         "(%d of --max-failures %d controller restarts left after this one)",
+                         speaker, short_error(err), job.max_failures - controllers_lost - 1,
+                         job.max_failures)
 
 
 class FoldCollector(tune.Callback):
@@ -413,6 +417,9 @@ def train_folds(job: FoldJob, arrays, folds: list[str], folds_dir: Path, epochs:
     from raylab.runtime.console import progress
     from raylab.runtime.ray_capacity import clear_resource_requests
 
+    from raylab.runtime.ray_session import tune_counts_memory_kills
+
+    tune_counts_memory_kills()
     concurrency = fold_concurrency(job, len(folds), address)
     job = dataclasses.replace(job, arrays_ref=ray.put(arrays))
     bar = progress(len(folds) * epochs, f"train {job.name} ({len(folds)} folds)", "epochs")

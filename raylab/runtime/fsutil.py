@@ -79,7 +79,7 @@ def write_marker(folder: Path, kind: str) -> None:
     """Mark `folder` (complete, not yet in place) as a `kind` folder raylab wrote, listing its entries."""
     entries = sorted(p.name for p in folder.iterdir() if p.name != MARKER_FILE)
     doc = {MARKER_KEY: MARKER_VERSION, "kind": kind, "entries": entries}
-    (folder / MARKER_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+    write_atomic(folder / MARKER_FILE, json.dumps(doc, indent=2) + "\n")
 
 
 def read_marker(folder: Path) -> dict | None:

@@ -28,7 +28,6 @@ def ray_session(address: str | None = None, *, log_to_driver: bool = False,
     starts its own ("local"), as a command without `--address` promises. Ray is shut down on
     leaving only when it was started here. `log_to_driver` prints the workers' output here;
     `host_allocator` False keeps `hostmem`'s settings out of the workers' environment."""
-    tune_counts_memory_kills()
     started = not ray.is_initialized()
     if started:
         address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -58,7 +57,8 @@ def tune_counts_memory_kills() -> None:
     `FailureConfig.max_failures` says, and the search or ten-fold driver dies. The process is
     dead either way, so the error is passed on as the actor's death (a `RayActorError` carrying
     the monitor's message): Tune records the trial as failed and retries it within
-    `max_failures`. Applied once per process; written by hand because Ray has no setting for it."""
+    `max_failures`. Called by the two Tune users (the search, the ten-fold run) before they fit;
+    applied once per process; written by hand because Ray has no setting for it."""
     from ray.air.execution._internal import actor_manager
 
     manager = actor_manager.RayActorManager
@@ -67,8 +67,9 @@ def tune_counts_memory_kills() -> None:
         return
 
     def _actor_task_failed(self, tracked_actor_task, exception: Exception) -> None:
-        if (isinstance(exception, ray.exceptions.OutOfMemoryError)
-                and not isinstance(exception, ray.exceptions.RayActorError)):
+        if (isinstance(exception, ray.exceptions.OutOfMemoryError)  # not one a trial raised
+                and not isinstance(exception, (ray.exceptions.RayActorError,
+                                               ray.exceptions.RayTaskError))):
             exception = ray.exceptions.RayActorError(
                 error_msg=f"killed by Ray's memory monitor: {exception}")
         return original(self, tracked_actor_task, exception)

@@ -24,7 +24,7 @@ from raylab.errors import DataError
 from raylab.report.layout import RUN_FILE, SPACE_FILE, TRIALS_DIR, RunRecord
 from raylab.report.metric_names import SEARCH_METRICS, epoch_metrics
 from raylab.runtime.fsutil import write_atomic
-from raylab.runtime.ray_session import live_nodes
+from raylab.runtime.ray_session import live_nodes, tune_counts_memory_kills
 from raylab.runtime.tracking import BEST_TAG, NOTE_TAG, PARENT_TAG, check_store_reachable
 from raylab.search.ray_record import TrialRecorder, record_from_tune, replay
 from raylab.search.results import (SearchResult, TrialSummary, plain, recorded_trials, short,
@@ -107,6 +107,7 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
 
     experiment_path = f"{storage.rstrip('/')}/{name}"
     fixed = {"seed": seed, **space.fixed}
+    tune_counts_memory_kills()
     tracker = Tracker(results, enabled=track)
     check_store_reachable(tracker.uri, live_nodes())
     arrays, test_speaker, dataset = _load_arrays(space.arch, data, fixed["seed"])
@@ -197,8 +198,9 @@ def execute(space: SearchSpace, data: str, name: str, run_dir: Path, storage: st
 
 class SearchBar:
     """The search's line on the console: trials ended of the budget, ETA, the best value so far
-    (each trial's last report, as Tune ranks them; under its MLflow name, `val/mean_war`). Lives in the driver, found by the search's
-    name, so that the `SearchProgress` that `Tuner.restore` unpickles drives it too."""
+    (each trial's last report, as Tune ranks them; under its `SEARCH_METRICS` name, as MLflow
+    shows it). Lives in the driver, found by the search's name, so that the `SearchProgress` that
+    `Tuner.restore` unpickles drives it too."""
 
     def __init__(self, name: str, budget: int, metric: str, mode: str, ended: int = 0) -> None:
         from raylab.runtime.console import progress
@@ -252,6 +254,11 @@ def _add_lost_callbacks(tuner: Any, recorder: TrialRecorder, progress: SearchPro
     comes back without those callbacks: add them, start the record from Tune's state, and say so
     in one line (a trial that ended after Tune's last save of that state trains again)."""
     # Tune has no public way to add callbacks to a restored Tuner; its RunConfig holds them
+    if getattr(tuner, "_local_tuner", None) is None:  # Ray Client: the Tuner lives remotely
+        if say is not None:
+            say("note: this search's saved state has no raylab record of ended trials, and "
+                "through Ray Client none can be added: it goes on without one")
+        return
     config = tuner._local_tuner.get_run_config()
     callbacks = list(config.callbacks or [])
     held = {type(callback) for callback in callbacks}
@@ -410,7 +417,8 @@ class _SavedBeforeStart:
         if self._unsaved:  # Tune asks this before it starts actors, in the step that added trials
             self._unsaved = False
             # a scheduler gets the controller behind a wrapper that names the allowed calls
-            getattr(tune_controller, "_tune_controller", tune_controller).checkpoint(force=True)
+            controller = getattr(tune_controller, "_tune_controller", tune_controller)
+            controller.checkpoint(force=True, wait=True)  # in storage before a trial starts
         return super().choose_trial_to_run(tune_controller)
 
 
@@ -462,7 +470,8 @@ def _trial(config: dict, arrays: Any, context: TrialContext) -> None:
 
     stopped = False
     with tracker.start_run(name, parent_run_id=context.parent_run_id, tags=tags) as run:
-        run.log_params({**params, "compute_dtype": compute_dtype(split_params(context.arch, params)[1], device)})
+        dtype = compute_dtype(split_params(context.arch, params)[1], device)
+        run.log_params({**params, "compute_dtype": dtype})
         if context.dataset:
             run.log_dataset(**context.dataset)
         try:

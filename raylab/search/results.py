@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from raylab.report.layout import BEST_FILE, TRIALS_DIR
+from raylab.report.metric_names import SEARCH_METRICS
 from raylab.runtime.fsutil import write_atomic
 
 TOP_K = 5
@@ -125,8 +126,6 @@ def plain(value: Any) -> Any:
 def format_summary(result: SearchResult, top: int = TOP_K) -> str:
     """What a person reads at the end: the top trials, failures, best.yaml, the MLflow command."""
     from raylab.runtime.tracking import ui_lines
-
-    from raylab.report.metric_names import SEARCH_METRICS
 
     ranked = result.ranked()
     failed = [t for t in result.trials if t.status == "FAILED"]
