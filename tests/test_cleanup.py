@@ -35,7 +35,8 @@ def _killed_while_starting(results: Path, name: str) -> Path:
             (folder / temp_name("run.json")).write_text('{{"kind": "cross')
             os.kill(os.getpid(), signal.SIGKILL)
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr
     return results / name

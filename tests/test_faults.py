@@ -1,8 +1,9 @@
 """Faults on one machine: the `raylab tune` driver SIGKILLed and then interrupted (SIGINT, as
 Ctrl-C) at fixed points, each followed by `--resume`; one trial's process killed as the
-out-of-memory killer kills one; a fold's Ray Train controller or worker killed the same way. Counted from Ray Tune's record, from MLflow and from raylab's
-own record of ended trials (`<run>/trials/`): nothing finished is lost, nothing runs twice, the
-totals equal the budget, and no MLflow run is left RUNNING."""
+out-of-memory killer kills one, and one grown until Ray's memory monitor kills it; a fold's Ray
+Train controller or worker killed the same way. Counted from Ray Tune's record, from MLflow and
+from raylab's own record of ended trials (`<run>/trials/`): nothing finished is lost, nothing runs
+twice, the totals equal the budget, and no MLflow run is left RUNNING."""
 from __future__ import annotations
 
 import json
@@ -107,7 +108,8 @@ def test_a_trial_killed_for_memory_is_its_failure_and_the_search_goes_on(
     victim = next(r for r in records.values() if r["status"] == "FAILED")
     assert victim["config"]["lr"] == 0.006 and len(victim["results"]) == 1
     _, runs = _runs(results)
-    assert all(r.info.status != "RUNNING" for r in runs), [(r.data.tags, r.info.status) for r in runs]
+    assert all(r.info.status != "RUNNING" for r in runs), \
+        [(r.data.tags, r.info.status) for r in runs]
     killed = [r for r in runs if r.data.tags.get("raylab.trial_id") == victim["trial_id"]]
     assert len(killed) == 1 and killed[0].info.status == "FAILED"
     assert "val/mean_war" in killed[0].data.metrics  # the epoch it lived to report
@@ -173,7 +175,8 @@ def test_a_trial_ray_s_memory_monitor_kills_is_its_failure_and_the_search_goes_o
     assert victim["config"]["lr"] == 0.006
     assert "memory" in (run_dir / "raylab.log").read_text()
     _, runs = _runs(results)
-    assert all(r.info.status != "RUNNING" for r in runs), [(r.data.tags, r.info.status) for r in runs]
+    assert all(r.info.status != "RUNNING" for r in runs), \
+        [(r.data.tags, r.info.status) for r in runs]
 
 
 def test_a_search_saved_before_raylab_kept_its_record_resumes_with_record_and_bar(
@@ -291,7 +294,8 @@ def test_a_fold_whose_ray_train_helper_is_killed_for_memory_is_retried(
                         functools.partial(fold_helper_killed, helper=helper, flag=str(flag),
                                           when=when))
     temps = set(Path(tempfile.gettempdir()).glob(f"raylab-{fold}-*"))
-    sets = [arg for key, value in {**TOY, "epochs": 2}.items() for arg in ("--set", f"{key}={value}")]
+    sets = [arg for key, value in {**TOY, "epochs": 2}.items()
+            for arg in ("--set", f"{key}={value}")]
     code = main(["train", "elor", "--data", str(demo_dataset), "--folds", fold, "--name", "oom",
                  "--cpus-per-worker", "0.5", "--max-failures", "1", *sets])
     out, err = capsys.readouterr()

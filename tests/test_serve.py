@@ -71,6 +71,7 @@ def test_serve_starts_ray_quietly(tmp_path):
     """`raylab serve` in a process of its own: the terminal holds the address it serves at and the
     log's name; Ray's and Serve's lines go to `<results>/logs/serve.log`. SIGTERM stops it."""
     import signal
+    import threading
 
     import requests
 
@@ -81,7 +82,12 @@ def test_serve_starts_ray_quietly(tmp_path):
     server = raylab_process("--results", str(results), "serve", "--run", str(run_dir), "--port",
                             str(free_port()), "--num-cpus", "0.5")
     try:
-        first = server.stdout.readline()
+        watchdog = threading.Timer(300, server.kill)  # a server that never prints fails, not hangs
+        watchdog.start()
+        try:
+            first = server.stdout.readline()
+        finally:
+            watchdog.cancel()
         assert first.startswith(f"serving {run_dir} at http://127.0.0.1:"), first
         url = first.split(" at ")[1].split()[0]
         assert requests.post(url, data=wav_bytes(tone(1.2)), timeout=60).status_code == 200
@@ -94,5 +100,6 @@ def test_serve_starts_ray_quietly(tmp_path):
     shown = [first, *out.splitlines(), *err.splitlines()]
     assert not [line for line in shown if RAY_LOG_LINE.search(line)], shown
     assert not out.strip(), out
-    assert err.splitlines() == [f"log: {results / 'logs' / 'serve.log'}", "raylab: interrupted"], err
+    log_line = f"log: {results / 'logs' / 'serve.log'}"
+    assert err.splitlines() == [log_line, "raylab: interrupted"], err
     assert "Started a local Ray instance" in (results / "logs" / "serve.log").read_text()
