@@ -9,6 +9,7 @@ from torch import nn
 
 from analysis.acoustics import dominant_frequency
 from analysis.generalize import cue_checks, demo_cues, generalize
+from analysis.shaped import SourceFilterSignal, gain_order
 from raylab.models import build_model
 
 SR, T = 16_000, 1024
@@ -137,3 +138,13 @@ def test_cue_checks_state_whether_signals_order_by_the_cue():
     assert same["spearman"] is None and not same["ordered"]
     # the demo corpus's own table gives the directions: pauses shorten as valence rises
     assert ("valence", "pause_ms", -1) in demo_cues() and ("arousal", "f0_hz", 1) in demo_cues()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6, 9])
+def test_the_starts_gains_are_a_permutation_of_the_grid(n):
+    assert sorted(gain_order(n)) == list(range(n))
+    assert gain_order(4) == [0, 3, 2, 1]  # the default 4 starts' order
+    signal = SourceFilterSignal(n, T, SR, torch.arange(n), (100.0,),
+                                torch.zeros(n, dtype=torch.long), gain_grid=(0.05, 1.0))
+    gains = sorted(signal.gain.exp().flatten().tolist())
+    np.testing.assert_allclose(gains, np.geomspace(0.05, 1.0, n) if n > 1 else [0.05], rtol=1e-5)
