@@ -199,14 +199,19 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     bar = console.progress(steps, f"generalize ({method}, {rows} signals"
                            + (f", {starts} starts each" if starts > 1 else "") + ")", "steps") \
         if progress else None
+    def cut(value: torch.Tensor) -> None:
+        """Keep the best start of every target by `value` (its score per row)."""
+        nonlocal row_targets
+        best = value.view(starts, rows).argmax(dim=0)
+        source.keep(best * rows + torch.arange(rows, device=best.device))
+        row_targets = list(targets)
+
     try:
         for step in range(steps):
             if step in choose_at:
                 value = choose_f0()
                 if step == explore and len(row_targets) > rows:
-                    best = value.view(starts, rows).argmax(dim=0)
-                    source.keep(best * rows + torch.arange(rows, device=best.device))
-                    row_targets = list(targets)
+                    cut(value)
                     optimizer = torch.optim.Adam(params(), lr=lr)
             optimizer.zero_grad()
             value = objective()
@@ -223,6 +228,8 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                 history.append(value.cpu().tolist())
                 if on_log is not None:
                     on_log(step, history[-1])
+        if len(row_targets) > rows:  # `explore` rounded to `steps` or more: cut at the end
+            cut(choose_f0())
         with torch.no_grad():
             final = signal()
             out = model(final, *other(rows))
