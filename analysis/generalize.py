@@ -45,13 +45,16 @@ METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objecti
 # f0 candidates of the "speech" method: third-octave steps from 60 Hz to 960 Hz
 F0_GRID = tuple(round(60.0 * 2 ** (i / 3), 1) for i in range(13))
 JITTER_COPIES, SHIFT_MS, JITTER_DB = 1, 20.0, 1.0
+_SPEECH = METHOD_DEFAULTS["speech"]
 OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw samples",
-              "shaped": "class log-softmax - l2 * ||x||^2 of a copy shifted by up to 20 ms and "
-                        "scaled by up to 1 dB (new draw every step), on gain x envelope x carrier",
-              "speech": "class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
-                        "to 300 ms and scaled by up to 1 dB (new draw every step), on tanh(gain x "
-                        "envelope x filtered harmonic-plus-noise source); the best of 4 starts "
-                        "and of a grid of f0 per class"}
+              "shaped": f"class log-softmax - l2 * ||x||^2 of a copy shifted by up to "
+                        f"{SHIFT_MS:g} ms and scaled by up to {JITTER_DB:g} dB (new draw every "
+                        "step), on gain x envelope x carrier",
+              "speech": f"class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
+                        f"to {_SPEECH['shift_ms']:g} ms and scaled by up to {JITTER_DB:g} dB (new "
+                        "draw every step), on tanh(gain x envelope x filtered harmonic-plus-noise "
+                        f"source); the best of {_SPEECH['starts']} starts and of a grid of f0 per "
+                        "class"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
