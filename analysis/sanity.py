@@ -119,11 +119,20 @@ def _compare(model: nn.Module, inputs: dict[str, np.ndarray], methods: dict[str,
     return rows, all_maps
 
 
+def _layer_groups_or_raise(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    groups = layer_groups(model)
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no Linear layer in its heads and no Conv1d "
+                         "in its trunk: nothing to randomise")
+    return groups
+
+
 def randomize(model: nn.Module, seed: int) -> Iterator[tuple[str, nn.Module]]:
     """Re-initialise a copy of `model` cumulatively, top layer group first (PyTorch's default
-    initialisation, seed `seed + k` for the k-th group); yield (step, the copy) after each."""
+    initialisation, seed `seed + k` for the k-th group); yield (step, the copy) after each.
+    ValueError when `layer_groups` finds no layer."""
     randomized = copy.deepcopy(model)
-    for k, (step, layers) in enumerate(layer_groups(randomized)):
+    for k, (step, layers) in enumerate(_layer_groups_or_raise(randomized)):
         torch.manual_seed(seed + k)
         for layer in layers:
             layer.reset_parameters()
@@ -140,7 +149,8 @@ def cascading_randomization(model: nn.Module, inputs: dict[str, np.ndarray],
     envelope (`envelope_spearman`). Steps: "original", then each layer group of `layer_groups`
     cumulatively, then `FLOOR_STEP` (the fully random network's maps against those of a second,
     independently randomised one: the floor), then "permuted labels" when a network trained on
-    permuted labels is given."""
+    permuted labels is given. ValueError when `layer_groups` finds no layer."""
+    _layer_groups_or_raise(model)  # before the original maps are computed
     model.eval()
     originals, targets = {}, None
     for name, method in methods.items():

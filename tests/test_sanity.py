@@ -42,6 +42,17 @@ def test_layer_groups_go_from_the_top_layer_down(model_and_inputs):
     assert groups[-1][1] == [model.trunk.blocks.block1.conv]
 
 
+def test_a_network_without_layers_to_randomise_is_refused(model_and_inputs):
+    class Bare(torch.nn.Module):  # heads without a Linear layer, no convolution
+        def __init__(self):
+            super().__init__()
+            self.heads = torch.nn.ModuleDict({"valence": torch.nn.Identity()})
+
+    assert layer_groups(Bare()) == []
+    with pytest.raises(ValueError, match="Bare has no Linear layer .* nothing to randomise"):
+        cascading_randomization(Bare(), model_and_inputs[1], {"input": the_input})
+
+
 def test_rank_correlations():
     a = np.array([[1.0, -2.0, 3.0, 4.0]])
     assert rank_correlations(a, -a)[0] == pytest.approx(1.0)  # magnitudes compared
