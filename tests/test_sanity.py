@@ -123,25 +123,30 @@ def test_verdicts_on_a_hand_made_table():
 
 
 def test_on_a_trained_network_gradient_passes_and_occlusion_draws_the_envelope():
-    """A toy network trained on the cue corpus (arousal: loudness, valence: pitch); 4 clips, two
+    """A toy network trained on the cue corpus (arousal: loudness, valence: pitch); 8 clips, half
     cut short with zero padding as raylab pads short utterances. Plain gradient's maps change
     with the weights; occlusion's follow the input's envelope, for a random network as for the
-    trained one, and stay near the floor that two random networks set."""
+    trained one, and two random networks' maps agree as much (the floor). Asserted: the verdicts
+    and orderings, with margins of 0.1 or more over what was measured on clip seeds 7, 8, 9
+    (occlusion's ρ 0.60-0.70 and floor 0.61-0.70, gradient's 0.08-0.13; envelope ρ of the random
+    network 0.62-0.65 against 0.29-0.42)."""
     heads = {"arousal": "loudness", "valence": "pitch"}
     model, accuracy = train_network(heads, n=200, epochs=6)
     assert min(accuracy.values()) > 0.3  # it learned something (chance 0.2)
-    clips, _ = corpus(heads, 4, seed=7)
-    clips[1, len(clips[1]) // 2:] = 0.0
-    clips[3, len(clips[3]) // 3:] = 0.0
+    clips, _ = corpus(heads, 8, seed=7)
+    for i in range(1, len(clips), 2):  # a half or two thirds of the window is padding
+        clips[i, len(clips[i]) // (2 if i % 4 == 1 else 3):] = 0.0
     table = cascading_randomization(model, {"waveform": clips},
-                                    {m: m for m in ("gradient", "guided", "occlusion")},
-                                    sample_rate=SR)
-    found = verdicts(table)
-    assert found["gradient"]["fully_random"] < SENSITIVE_BELOW
-    assert found["gradient"]["depends_on_weights"] is True
-    assert found["guided"]["fully_random"] < SENSITIVE_BELOW  # on this network: it measures so
-    occlusion = found["occlusion"]
+                                    {m: m for m in ("gradient", "occlusion")}, sample_rate=SR)
+    gradient, occlusion = (verdicts(table)[m] for m in ("gradient", "occlusion"))
+    assert gradient["depends_on_weights"] is True
+    assert gradient["fully_random"] < SENSITIVE_BELOW - 0.2
     assert occlusion["depends_on_weights"] is False
+    # occlusion's ρ is the input's: as high between two random networks (the floor), far above
+    # the gradient's on both counts
+    assert occlusion["floor"] > SENSITIVE_BELOW
+    assert occlusion["fully_random"] > gradient["fully_random"] + 0.3
+    assert occlusion["floor"] > gradient["floor"] + 0.3
+    # and it follows the input's envelope on the random network, more than the gradient does
     assert occlusion["envelope_random"] > SENSITIVE_BELOW
-    assert abs(occlusion["fully_random"] - occlusion["floor"]) < 0.1
-    assert found["gradient"]["envelope_random"] < occlusion["envelope_random"]
+    assert occlusion["envelope_random"] > gradient["envelope_random"] + 0.1
