@@ -86,6 +86,10 @@ class Generalized:
     logits: dict[tuple[str, int], float]          # a_c(x*)
     probability: dict[tuple[str, int], float]     # softmax of the class at x*
     history: list[list[float]] = field(default_factory=list)  # objective per row, every log step
+    # "speech" only: the f0 of F0_GRID chosen for each signal's harmonic source, and its voicing
+    # (the harmonic share of the source's power, sigmoid of the learned logit: 0 noise, 1 harmonic)
+    source_f0_hz: dict[tuple[str, int], float] = field(default_factory=dict)
+    voicing: dict[tuple[str, int], float] = field(default_factory=dict)
 
 
 def _target_scores(out: dict[str, torch.Tensor], targets: list[tuple[str, int]],
@@ -241,12 +245,15 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             bar.close()
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    signals, logits, probability = {}, {}, {}
+    signals, logits, probability, source_f0_hz, voicing = {}, {}, {}, {}, {}
     for i, (head, c) in enumerate(targets):
         signals[(head, c)] = final[i].detach().cpu().numpy().astype(np.float32)
         logits[(head, c)] = float(out[head][i, c])
         probability[(head, c)] = float(torch.softmax(out[head][i], dim=0)[c])
-    return Generalized(signals, logits, probability, history)
+        if source is not None:
+            source_f0_hz[(head, c)] = float(F0_GRID[int(source.f0_index[i])])
+            voicing[(head, c)] = torch.sigmoid(source.voicing[i, 0]).item()
+    return Generalized(signals, logits, probability, history, source_f0_hz, voicing)
 
 
 def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
@@ -316,7 +323,10 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
            if method == "speech" else {}),
         "objective": OBJECTIVES[method],
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
-                               "probability": result.probability[(h, c)]}
+                               "probability": result.probability[(h, c)],
+                               **({"source_f0_hz": result.source_f0_hz[(h, c)],
+                                   "voicing": result.voicing[(h, c)]}
+                                  if (h, c) in result.source_f0_hz else {})}
                   for h, c in result.signals},
         "test_metrics": metrics,
         "history": {"every": max(1, steps // 10), "objective": result.history},
@@ -352,6 +362,11 @@ def format_summary(summary: dict) -> str:
              "Table 6 (columns: dimension and rating 1-5)", to_markdown(summary["table6"]),
              "softmax probability of the target class at x*: " + ", ".join(
                  f"{key} {v['probability']:.2f}" for key, v in summary["final"].items())]
+    if any("source_f0_hz" in v for v in summary["final"].values()):  # "speech"
+        lines.append("source f0 chosen from the grid (Hz) and voicing (harmonic share of the "
+                     "source, 0..1): " + ", ".join(
+                         f"{key} {v['source_f0_hz']:g} / {v['voicing']:.2f}"
+                         for key, v in summary["final"].items() if "source_f0_hz" in v))
     for check in summary["cues"]:  # Spearman of the rating against the measure
         verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"

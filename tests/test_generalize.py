@@ -172,5 +172,8 @@ def test_the_speech_method_returns_the_best_start_even_when_it_never_cuts(tone_n
         for c, key in enumerate(targets):
             found = torch.as_tensor(result.signals[key])[None]
             mine = candidates[:, c::len(targets)].reshape(-1, T)  # every start and f0 of c
-            assert log_odds(found, c).item() == pytest.approx(log_odds(mine, c).max().item(),
-                                                               abs=1e-4)
+            scores = log_odds(mine, c)
+            assert log_odds(found, c).item() == pytest.approx(scores.max().item(), abs=1e-4)
+            # the f0 reported is the one the kept signal was rendered with; voicing starts at 0.5
+            assert result.source_f0_hz[key] == F0_GRID[int(scores.argmax()) // starts]
+            assert result.voicing[key] == pytest.approx(0.5)
