@@ -113,6 +113,31 @@ def test_random_baseline_gives_a_weight_free_correlation_away(model_and_inputs):
     assert "r(x, s) valence +1.00 vs +1.00" in baseline_line(found)
 
 
+def test_maps_already_computed_are_used_as_they_are(model_and_inputs, monkeypatch):
+    """The saliency report passes the trained network's maps in: the same table and baseline as
+    computing them, and the trained network's maps are not computed again."""
+    from analysis import evidence, sanity
+    from analysis.saliency import compute_maps
+
+    model, inputs = model_and_inputs
+    maps, targets = compute_maps(model, inputs, "gradient")
+    table = cascading_randomization(model, inputs, {"gradient": "gradient"})
+    baseline = random_baseline(model, inputs, "gradient")
+    calls = []
+
+    def counted(net, *args, **kwargs):
+        calls.append(net)
+        return compute_maps(net, *args, **kwargs)
+
+    monkeypatch.setattr(sanity, "compute_maps", counted)
+    monkeypatch.setattr(evidence, "compute_maps", counted)
+    given = cascading_randomization(model, inputs, {"gradient": "gradient"},
+                                    originals=({"gradient": maps}, targets))
+    pd.testing.assert_frame_equal(given, table)
+    assert random_baseline(model, inputs, "gradient", trained=(maps, targets)) == baseline
+    assert calls and model not in calls
+
+
 def test_verdicts_on_a_hand_made_table():
     rows = [{"step": s, "method": m, "head": h, "spearman_mean": v, "spearman_std": 0.0}
             for s, vals in [("original", (1, 1)), ("output", (0.9, 0.95)), ("conv1", (0.1, 0.9))]
