@@ -116,9 +116,10 @@ def register(subparsers, common) -> None:
                    help="guided backpropagation (the paper's), plain gradient, integrated gradients "
                         "or occlusion")
     p.add_argument("--sanity-windows", type=int, default=4, metavar="N",
-                   help="randomisation check of the method on N windows, reported with the "
-                        "correlations, which are also given for a fully random network (0: "
-                        "skip; a previous `analyze sanity` is read instead)")
+                   help="randomisation check of the method on N windows (where a previous "
+                        "`analyze sanity` of the network covered the method, its result is read "
+                        "instead) and the correlations on those N windows for a fully random "
+                        "network, reported with the correlations (0: skip both)")
     p.add_argument("--windows", type=int, metavar="N", help="analyse N test windows (default all)")
     p.add_argument("--all-windows", action="store_true",
                    help="every window of the dataset, not only the fold's test speaker's (the "

@@ -19,7 +19,8 @@ from raylab import SAMPLE_RATE
 
 
 def saliency_evidence(target, inputs: dict[str, np.ndarray], method: str, windows: int = 4,
-                      batch_size: int = 8, device: str = "cpu", seed: int = 0) -> dict:
+                      batch_size: int = 8, device: str = "cpu", seed: int = 0,
+                      trained: tuple[dict, dict] | None = None) -> dict:
     """The randomisation check that goes with a saliency report of `method`.
 
     A previous `raylab analyze sanity` of the same network that covered `method` (its
@@ -28,12 +29,16 @@ def saliency_evidence(target, inputs: dict[str, np.ndarray], method: str, window
     randomisation runs here on the first `windows` of `inputs` (no permuted-label training: that
     needs minutes), which for the toy demo network costs seconds. Either way the report's own
     correlations are computed on those windows for the trained and the fully random network
-    (`random_baseline`). Returns the verdict with where it came from."""
+    (`random_baseline`). `trained`: the trained network's maps {head: (N, T)} and targets
+    {head: (N,)} on those windows where the report has them. Returns the verdict with where it
+    came from."""
     from analysis import runs
 
     few = {name: values[:windows] for name, values in inputs.items()}
+    if trained is None:
+        trained = compute_maps(target.model, few, method, batch_size, device)
     baseline = random_baseline(target.model, few, method, batch_size, device, seed,
-                               target.sample_rate)
+                               target.sample_rate, trained)
     previous = runs.output_dir(target, "sanity", None) / "sanity_summary.json"
     if previous.is_file():
         summary = json.loads(previous.read_text())
@@ -43,7 +48,8 @@ def saliency_evidence(target, inputs: dict[str, np.ndarray], method: str, window
                     "windows": summary.get("windows"), "threshold": summary.get("threshold"),
                     "baseline": baseline}
     table = cascading_randomization(target.model, few, {method: method}, batch_size, device, seed,
-                                    sample_rate=target.sample_rate)
+                                    sample_rate=target.sample_rate,
+                                    originals=({method: trained[0]}, trained[1]))
     return {**verdicts(table)[method], "source": f"cascading randomisation of this run "
             f"({len(few['waveform'])} windows, no permuted labels)",
             "windows": int(len(few["waveform"])), "threshold": SENSITIVE_BELOW,
@@ -57,13 +63,16 @@ BASELINE_KEYS = ("signed_valence", "signed_arousal", "heads")
 
 def random_baseline(model: nn.Module, inputs: dict[str, np.ndarray], method: str | Method,
                     batch_size: int = 8, device: str = "cpu", seed: int = 0,
-                    sample_rate: int = SAMPLE_RATE) -> dict:
+                    sample_rate: int = SAMPLE_RATE, trained: tuple[dict, dict] | None = None
+                    ) -> dict:
     """The saliency report's headline correlations (r(x, s) per head, r between the heads' maps;
     `analysis.saliency.window_correlations`) on `inputs` for the trained network and for the
     fully random one of the cascade (same targets): what a correlation is worth when a network
-    that learned nothing gives it too. Returns {"windows", "trained": {...}, "random": {...}}."""
+    that learned nothing gives it too. `trained`: the trained network's maps and targets
+    (`compute_maps`'s pair) where they are already computed. Returns {"windows", "trained":
+    {...}, "random": {...}}."""
     x = np.asarray(inputs["waveform"], np.float32)
-    trained, targets = compute_maps(model, inputs, method, batch_size, device)
+    trained, targets = trained or compute_maps(model, inputs, method, batch_size, device)
     *_, (_, random_net) = randomize(model, seed)
     maps = {"trained": trained,
             "random": compute_maps(random_net, inputs, method, batch_size, device, targets)[0]}

@@ -45,13 +45,16 @@ METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objecti
 # f0 candidates of the "speech" method: third-octave steps from 60 Hz to 960 Hz
 F0_GRID = tuple(round(60.0 * 2 ** (i / 3), 1) for i in range(13))
 JITTER_COPIES, SHIFT_MS, JITTER_DB = 1, 20.0, 1.0
+_SPEECH = METHOD_DEFAULTS["speech"]
 OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw samples",
-              "shaped": "class log-softmax - l2 * ||x||^2 of a copy shifted by up to 20 ms and "
-                        "scaled by up to 1 dB (new draw every step), on gain x envelope x carrier",
-              "speech": "class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
-                        "to 300 ms and scaled by up to 1 dB (new draw every step), on tanh(gain x "
-                        "envelope x filtered harmonic-plus-noise source); the best of 4 starts "
-                        "and of a grid of f0 per class"}
+              "shaped": f"class log-softmax - l2 * ||x||^2 of a copy shifted by up to "
+                        f"{SHIFT_MS:g} ms and scaled by up to {JITTER_DB:g} dB (new draw every "
+                        "step), on gain x envelope x carrier",
+              "speech": f"class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
+                        f"to {_SPEECH['shift_ms']:g} ms and scaled by up to {JITTER_DB:g} dB (new "
+                        "draw every step), on tanh(gain x envelope x filtered harmonic-plus-noise "
+                        f"source); the best of {_SPEECH['starts']} starts and of a grid of f0 per "
+                        "class"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
@@ -83,6 +86,10 @@ class Generalized:
     logits: dict[tuple[str, int], float]          # a_c(x*)
     probability: dict[tuple[str, int], float]     # softmax of the class at x*
     history: list[list[float]] = field(default_factory=list)  # objective per row, every log step
+    # "speech" only: the f0 of F0_GRID chosen for each signal's harmonic source, and its voicing
+    # (the harmonic share of the source's power, sigmoid of the learned logit: 0 noise, 1 harmonic)
+    source_f0_hz: dict[tuple[str, int], float] = field(default_factory=dict)
+    voicing: dict[tuple[str, int], float] = field(default_factory=dict)
 
 
 def _target_scores(out: dict[str, torch.Tensor], targets: list[tuple[str, int]],
@@ -199,14 +206,19 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     bar = console.progress(steps, f"generalize ({method}, {rows} signals"
                            + (f", {starts} starts each" if starts > 1 else "") + ")", "steps") \
         if progress else None
+    def cut(value: torch.Tensor) -> None:
+        """Keep the best start of every target by `value` (its score per row)."""
+        nonlocal row_targets
+        best = value.view(starts, rows).argmax(dim=0)
+        source.keep(best * rows + torch.arange(rows, device=best.device))
+        row_targets = list(targets)
+
     try:
         for step in range(steps):
             if step in choose_at:
                 value = choose_f0()
                 if step == explore and len(row_targets) > rows:
-                    best = value.view(starts, rows).argmax(dim=0)
-                    source.keep(best * rows + torch.arange(rows, device=best.device))
-                    row_targets = list(targets)
+                    cut(value)
                     optimizer = torch.optim.Adam(params(), lr=lr)
             optimizer.zero_grad()
             value = objective()
@@ -223,6 +235,8 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                 history.append(value.cpu().tolist())
                 if on_log is not None:
                     on_log(step, history[-1])
+        if len(row_targets) > rows:  # `explore` rounded to `steps` or more: cut at the end
+            cut(choose_f0())
         with torch.no_grad():
             final = signal()
             out = model(final, *other(rows))
@@ -231,12 +245,15 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             bar.close()
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    signals, logits, probability = {}, {}, {}
+    signals, logits, probability, source_f0_hz, voicing = {}, {}, {}, {}, {}
     for i, (head, c) in enumerate(targets):
         signals[(head, c)] = final[i].detach().cpu().numpy().astype(np.float32)
         logits[(head, c)] = float(out[head][i, c])
         probability[(head, c)] = float(torch.softmax(out[head][i], dim=0)[c])
-    return Generalized(signals, logits, probability, history)
+        if source is not None:
+            source_f0_hz[(head, c)] = float(F0_GRID[int(source.f0_index[i])])
+            voicing[(head, c)] = torch.sigmoid(source.voicing[i, 0]).item()
+    return Generalized(signals, logits, probability, history, source_f0_hz, voicing)
 
 
 def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
@@ -306,7 +323,10 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
            if method == "speech" else {}),
         "objective": OBJECTIVES[method],
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
-                               "probability": result.probability[(h, c)]}
+                               "probability": result.probability[(h, c)],
+                               **({"source_f0_hz": result.source_f0_hz[(h, c)],
+                                   "voicing": result.voicing[(h, c)]}
+                                  if (h, c) in result.source_f0_hz else {})}
                   for h, c in result.signals},
         "test_metrics": metrics,
         "history": {"every": max(1, steps // 10), "objective": result.history},
@@ -342,6 +362,11 @@ def format_summary(summary: dict) -> str:
              "Table 6 (columns: dimension and rating 1-5)", to_markdown(summary["table6"]),
              "softmax probability of the target class at x*: " + ", ".join(
                  f"{key} {v['probability']:.2f}" for key, v in summary["final"].items())]
+    if any("source_f0_hz" in v for v in summary["final"].values()):  # "speech"
+        lines.append("source f0 chosen from the grid (Hz) and voicing (harmonic share of the "
+                     "source, 0..1): " + ", ".join(
+                         f"{key} {v['source_f0_hz']:g} / {v['voicing']:.2f}"
+                         for key, v in summary["final"].items() if "source_f0_hz" in v))
     for check in summary["cues"]:  # Spearman of the rating against the measure
         verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"

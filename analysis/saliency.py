@@ -265,9 +265,10 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
     inputs = runs.network_inputs(target, dataset, rows)
     loudness = np.sqrt(np.mean(np.square(inputs["waveform"]), axis=1))
     keep = tuple(int(i) for i in np.argsort(-loudness)[:figures])  # the loudest windows
+    checked = range(min(sanity_windows, len(rows)))  # the check's windows: their maps are kept
     labels = {h: dataset.labels(h)[rows] for h in HEADS}
     result = analyze(target.model, inputs, dataset.window_id[rows], method, batch_size, device,
-                     keep, labels, target.sample_rate, progress=True)
+                     tuple(sorted({*keep, *checked})), labels, target.sample_rate, progress=True)
     summary = {"method": method, "method_name": METHOD_NAMES[method], "arch": target.arch,
                "fold": target.fold, "checkpoint": str(target.checkpoint), "windows": len(rows),
                "over": "every window of the dataset" if all_windows else
@@ -280,8 +281,10 @@ def run_saliency(target, method: str = "guided", windows: int | None = None,
                "accuracy": {h: float(np.mean(result.table[f"predicted_{h}"]
                                              == result.table[f"label_{h}"])) for h in HEADS}}
     if sanity_windows:
+        trained = ({h: np.stack([result.kept[i][h] for i in checked]) for h in HEADS},
+                   {h: np.array(result.table[f"predicted_{h}"][:len(checked)]) for h in HEADS})
         summary["sanity"] = saliency_evidence(target, inputs, method, sanity_windows, batch_size,
-                                              device)
+                                              device, trained=trained)
     final = runs.output_dir(target, "saliency", out)
     sr = target.sample_rate
     with runs.staged(final) as tmp:

@@ -101,15 +101,17 @@ def _mean_std(rho: np.ndarray) -> tuple[float, float]:
 
 def _compare(model: nn.Module, inputs: dict[str, np.ndarray], methods: dict[str, str | Method],
              originals: dict, targets: dict, step: str, batch_size: int, device: str,
-             sample_rate: int) -> tuple[list[dict], dict]:
-    """One row per (method, head): ρ of this network's maps with `originals` and with the
-    input's envelope, over each window's signal; and the maps {method: {head: (N, T)}}."""
+             sample_rate: int, found: dict | None = None) -> tuple[list[dict], dict]:
+    """One row per (method, head): ρ of this network's maps (`found` where they are already
+    computed) with `originals` and with the input's envelope, over each window's signal; and the
+    maps {method: {head: (N, T)}}."""
     x = np.asarray(inputs["waveform"])
     lengths = signal_lengths(x)
     env = envelope(x, max(1, int(ENVELOPE_S * sample_rate)))
     rows, all_maps = [], {}
     for name, method in methods.items():
-        all_maps[name], _ = compute_maps(model, inputs, method, batch_size, device, targets)
+        all_maps[name] = (found[name] if found is not None else
+                          compute_maps(model, inputs, method, batch_size, device, targets)[0])
         for head in HEADS:
             maps = all_maps[name][head]
             mean, std = _mean_std(rank_correlations(originals[name][head], maps, lengths))
@@ -119,11 +121,20 @@ def _compare(model: nn.Module, inputs: dict[str, np.ndarray], methods: dict[str,
     return rows, all_maps
 
 
+def _layer_groups_or_raise(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    groups = layer_groups(model)
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no Linear layer in its heads and no Conv1d "
+                         "in its trunk: nothing to randomise")
+    return groups
+
+
 def randomize(model: nn.Module, seed: int) -> Iterator[tuple[str, nn.Module]]:
     """Re-initialise a copy of `model` cumulatively, top layer group first (PyTorch's default
-    initialisation, seed `seed + k` for the k-th group); yield (step, the copy) after each."""
+    initialisation, seed `seed + k` for the k-th group); yield (step, the copy) after each.
+    ValueError when `layer_groups` finds no layer."""
     randomized = copy.deepcopy(model)
-    for k, (step, layers) in enumerate(layer_groups(randomized)):
+    for k, (step, layers) in enumerate(_layer_groups_or_raise(randomized)):
         torch.manual_seed(seed + k)
         for layer in layers:
             layer.reset_parameters()
@@ -134,20 +145,29 @@ def cascading_randomization(model: nn.Module, inputs: dict[str, np.ndarray],
                             methods: dict[str, str | Method], batch_size: int = 8,
                             device: str = "cpu", seed: int = 0,
                             permuted: nn.Module | None = None,
-                            sample_rate: int = SAMPLE_RATE) -> pd.DataFrame:
+                            sample_rate: int = SAMPLE_RATE,
+                            originals: tuple[dict, dict] | None = None) -> pd.DataFrame:
     """One row per (step, method, head): mean and std over windows of the rank correlation with
     the original maps, and the mean rank correlation of the step's maps with the input's
     envelope (`envelope_spearman`). Steps: "original", then each layer group of `layer_groups`
     cumulatively, then `FLOOR_STEP` (the fully random network's maps against those of a second,
     independently randomised one: the floor), then "permuted labels" when a network trained on
-    permuted labels is given."""
+    permuted labels is given. `originals`: the original network's maps {method: {head: (N, T)}}
+    and targets {head: (N,)} where they are already computed. ValueError when `layer_groups`
+    finds no layer."""
+    _layer_groups_or_raise(model)  # before the original maps are computed
     model.eval()
-    originals, targets = {}, None
-    for name, method in methods.items():
-        originals[name], chosen = compute_maps(model, inputs, method, batch_size, device, targets)
-        targets = targets or chosen
+    if originals is not None:
+        originals, targets = originals
+    else:
+        originals, targets = {}, None
+        for name, method in methods.items():
+            originals[name], chosen = compute_maps(model, inputs, method, batch_size, device,
+                                                   targets)
+            targets = targets or chosen
     common = (batch_size, device, sample_rate)
-    rows, _ = _compare(model, inputs, methods, originals, targets, "original", *common)
+    rows, _ = _compare(model, inputs, methods, originals, targets, "original", *common,
+                       found=originals)
     for step, randomized in randomize(model, seed):
         found, random_maps = _compare(randomized, inputs, methods, originals, targets, step,
                                       *common)

@@ -89,6 +89,13 @@ def harmonic_spectra(f0s: list[float], samples: int, sample_rate: int,
     return torch.stack(out)
 
 
+def gain_order(n: int) -> list[int]:
+    """The starts' gain ranks, a permutation of 0..n-1: k·step mod n for start k, with step 3
+    where it is coprime to n (n = 4: 0, 3, 2, 1), else the largest step under n that is."""
+    step = next(s for s in (3, *range(n - 1, 0, -1)) if math.gcd(s, n) == 1)
+    return [(k * step) % n for k in range(n)]
+
+
 class SourceFilterSignal(ShapedSignal):
     """A speech-like signal: x(t) = tanh(gain · envelope(t) · carrier(t)), where the carrier is
     filter * (√voicing · harmonic(f0) + √(1 − voicing) · noise), normalised to unit RMS.
@@ -130,10 +137,11 @@ class SourceFilterSignal(ShapedSignal):
         with torch.no_grad():
             self.envelope.copy_(torch.stack([table[int(i)] for i in starts]))
         if gain_grid:  # start i's peak gain: `gain_grid` spread geometrically over the starts,
-            # in the order 0, 3, 6 ... (mod n) so that gain and bandwidth do not rise together
+            # in the order of `gain_order` so that gain and bandwidth do not rise together
             n = len(ids)
             lo, hi = gain_grid
-            gains = {i: lo * (hi / lo) ** (((i * 3) % n) / max(n - 1, 1)) for i in ids}
+            order = gain_order(n)
+            gains = {i: lo * (hi / lo) ** (order[k] / max(n - 1, 1)) for k, i in enumerate(ids)}
             with torch.no_grad():
                 self.gain.copy_(torch.tensor([[math.log(gains[int(i)])] for i in starts]))
         else:

@@ -124,6 +124,10 @@ def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, 
     printed = capsys.readouterr().out
     assert "Loudness (dBFS)" in printed and "Spearman" in printed and "test UAR" in printed
     assert summary["method"] == "speech" and "test_uar" in summary["cues"][0]
+    # the speech method's chosen source f0 (a grid value) and voicing, per signal
+    assert all(v["source_f0_hz"] in summary["f0_grid_hz"] and 0.0 < v["voicing"] < 1.0
+               for v in summary["final"].values())
+    assert "source f0 chosen from the grid" in printed
 
 
 def test_sanity_by_checkpoint_path(trained, tmp_path, capsys):

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from analysis.acoustics import dominant_frequency
-from analysis.generalize import cue_checks, demo_cues, generalize
+from analysis.generalize import F0_GRID, METHOD_DEFAULTS, cue_checks, demo_cues, generalize
+from analysis.shaped import SourceFilterSignal, gain_order
 from raylab.models import build_model
 
 SR, T = 16_000, 1024
@@ -137,3 +138,42 @@ def test_cue_checks_state_whether_signals_order_by_the_cue():
     assert same["spearman"] is None and not same["ordered"]
     # the demo corpus's own table gives the directions: pauses shorten as valence rises
     assert ("valence", "pause_ms", -1) in demo_cues() and ("arousal", "f0_hz", 1) in demo_cues()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6, 9])
+def test_the_starts_gains_are_a_permutation_of_the_grid(n):
+    assert sorted(gain_order(n)) == list(range(n))
+    assert gain_order(4) == [0, 3, 2, 1]  # the default 4 starts' order
+    signal = SourceFilterSignal(n, T, SR, torch.arange(n), (100.0,),
+                                torch.zeros(n, dtype=torch.long), gain_grid=(0.05, 1.0))
+    gains = sorted(signal.gain.exp().flatten().tolist())
+    np.testing.assert_allclose(gains, np.geomspace(0.05, 1.0, n) if n > 1 else [0.05], rtol=1e-5)
+
+
+def test_the_speech_method_returns_the_best_start_even_when_it_never_cuts(tone_net):
+    """With 0 steps the starts are never cut in the loop: the best start (and f0) of every class
+    is kept after it, not the first start."""
+    targets = [("arousal", c) for c in range(5)]
+    result = generalize(tone_net, T, steps=0, seed=0, sample_rate=SR, targets=targets)
+    starts = METHOD_DEFAULTS["speech"]["starts"]
+    rows = len(targets) * starts
+    every = SourceFilterSignal(rows, T, SR, torch.arange(starts).repeat_interleave(len(targets)),
+                               F0_GRID, torch.zeros(rows, dtype=torch.long), 0,
+                               envelope_std=METHOD_DEFAULTS["speech"]["envelope_std"],
+                               gain_grid=METHOD_DEFAULTS["speech"]["gain_grid"])
+
+    def log_odds(x: torch.Tensor, c: int) -> torch.Tensor:
+        z = tone_net(x)["arousal"]
+        return z[:, c] - torch.logsumexp(torch.cat([z[:, :c], z[:, c + 1:]], 1), 1)
+
+    with torch.no_grad():
+        candidates = torch.stack([every.render_with(torch.full((rows,), g, dtype=torch.long))
+                                  for g in range(len(F0_GRID))])  # (f0s, starts·classes, T)
+        for c, key in enumerate(targets):
+            found = torch.as_tensor(result.signals[key])[None]
+            mine = candidates[:, c::len(targets)].reshape(-1, T)  # every start and f0 of c
+            scores = log_odds(mine, c)
+            assert log_odds(found, c).item() == pytest.approx(scores.max().item(), abs=1e-4)
+            # the f0 reported is the one the kept signal was rendered with; voicing starts at 0.5
+            assert result.source_f0_hz[key] == F0_GRID[int(scores.argmax()) // starts]
+            assert result.voicing[key] == pytest.approx(0.5)

@@ -42,6 +42,17 @@ def test_layer_groups_go_from_the_top_layer_down(model_and_inputs):
     assert groups[-1][1] == [model.trunk.blocks.block1.conv]
 
 
+def test_a_network_without_layers_to_randomise_is_refused(model_and_inputs):
+    class Bare(torch.nn.Module):  # heads without a Linear layer, no convolution
+        def __init__(self):
+            super().__init__()
+            self.heads = torch.nn.ModuleDict({"valence": torch.nn.Identity()})
+
+    assert layer_groups(Bare()) == []
+    with pytest.raises(ValueError, match="Bare has no Linear layer .* nothing to randomise"):
+        cascading_randomization(Bare(), model_and_inputs[1], {"input": the_input})
+
+
 def test_rank_correlations():
     a = np.array([[1.0, -2.0, 3.0, 4.0]])
     assert rank_correlations(a, -a)[0] == pytest.approx(1.0)  # magnitudes compared
@@ -102,6 +113,31 @@ def test_random_baseline_gives_a_weight_free_correlation_away(model_and_inputs):
     assert "r(x, s) valence +1.00 vs +1.00" in baseline_line(found)
 
 
+def test_maps_already_computed_are_used_as_they_are(model_and_inputs, monkeypatch):
+    """The saliency report passes the trained network's maps in: the same table and baseline as
+    computing them, and the trained network's maps are not computed again."""
+    from analysis import evidence, sanity
+    from analysis.saliency import compute_maps
+
+    model, inputs = model_and_inputs
+    maps, targets = compute_maps(model, inputs, "gradient")
+    table = cascading_randomization(model, inputs, {"gradient": "gradient"})
+    baseline = random_baseline(model, inputs, "gradient")
+    calls = []
+
+    def counted(net, *args, **kwargs):
+        calls.append(net)
+        return compute_maps(net, *args, **kwargs)
+
+    monkeypatch.setattr(sanity, "compute_maps", counted)
+    monkeypatch.setattr(evidence, "compute_maps", counted)
+    given = cascading_randomization(model, inputs, {"gradient": "gradient"},
+                                    originals=({"gradient": maps}, targets))
+    pd.testing.assert_frame_equal(given, table)
+    assert random_baseline(model, inputs, "gradient", trained=(maps, targets)) == baseline
+    assert calls and model not in calls
+
+
 def test_verdicts_on_a_hand_made_table():
     rows = [{"step": s, "method": m, "head": h, "spearman_mean": v, "spearman_std": 0.0}
             for s, vals in [("original", (1, 1)), ("output", (0.9, 0.95)), ("conv1", (0.1, 0.9))]
@@ -112,25 +148,30 @@ def test_verdicts_on_a_hand_made_table():
 
 
 def test_on_a_trained_network_gradient_passes_and_occlusion_draws_the_envelope():
-    """A toy network trained on the cue corpus (arousal: loudness, valence: pitch); 4 clips, two
+    """A toy network trained on the cue corpus (arousal: loudness, valence: pitch); 8 clips, half
     cut short with zero padding as raylab pads short utterances. Plain gradient's maps change
     with the weights; occlusion's follow the input's envelope, for a random network as for the
-    trained one, and stay near the floor that two random networks set."""
+    trained one, and two random networks' maps agree as much (the floor). Asserted: the verdicts
+    and orderings, with margins of 0.1 or more over what was measured on clip seeds 7, 8, 9
+    (occlusion's ρ 0.60-0.70 and floor 0.61-0.70, gradient's 0.08-0.13; envelope ρ of the random
+    network 0.62-0.65 against 0.29-0.42)."""
     heads = {"arousal": "loudness", "valence": "pitch"}
     model, accuracy = train_network(heads, n=200, epochs=6)
     assert min(accuracy.values()) > 0.3  # it learned something (chance 0.2)
-    clips, _ = corpus(heads, 4, seed=7)
-    clips[1, len(clips[1]) // 2:] = 0.0
-    clips[3, len(clips[3]) // 3:] = 0.0
+    clips, _ = corpus(heads, 8, seed=7)
+    for i in range(1, len(clips), 2):  # a half or two thirds of the window is padding
+        clips[i, len(clips[i]) // (2 if i % 4 == 1 else 3):] = 0.0
     table = cascading_randomization(model, {"waveform": clips},
-                                    {m: m for m in ("gradient", "guided", "occlusion")},
-                                    sample_rate=SR)
-    found = verdicts(table)
-    assert found["gradient"]["fully_random"] < SENSITIVE_BELOW
-    assert found["gradient"]["depends_on_weights"] is True
-    assert found["guided"]["fully_random"] < SENSITIVE_BELOW  # on this network: it measures so
-    occlusion = found["occlusion"]
+                                    {m: m for m in ("gradient", "occlusion")}, sample_rate=SR)
+    gradient, occlusion = (verdicts(table)[m] for m in ("gradient", "occlusion"))
+    assert gradient["depends_on_weights"] is True
+    assert gradient["fully_random"] < SENSITIVE_BELOW - 0.2
     assert occlusion["depends_on_weights"] is False
+    # occlusion's ρ is the input's: as high between two random networks (the floor), far above
+    # the gradient's on both counts
+    assert occlusion["floor"] > SENSITIVE_BELOW
+    assert occlusion["fully_random"] > gradient["fully_random"] + 0.3
+    assert occlusion["floor"] > gradient["floor"] + 0.3
+    # and it follows the input's envelope on the random network, more than the gradient does
     assert occlusion["envelope_random"] > SENSITIVE_BELOW
-    assert abs(occlusion["fully_random"] - occlusion["floor"]) < 0.1
-    assert found["gradient"]["envelope_random"] < occlusion["envelope_random"]
+    assert occlusion["envelope_random"] > gradient["envelope_random"] + 0.1
