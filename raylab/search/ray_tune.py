@@ -499,8 +499,10 @@ def trial_id_of(folder: str) -> str:
 def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: Path,
                experiment_path: str, run_id: str | None, uri: str | None,
                experiment_id: str | None) -> SearchResult:
-    """Tune's results as TrialSummary, in the order the searcher proposed the trials."""
-    trials = []
+    """Tune's results as TrialSummary, in the order the searcher proposed the trials. A trial
+    whose last result Tune holds without `done` (its saved state lagged behind the trial's end)
+    takes the status raylab recorded as its last epoch arrived."""
+    trials, ended = [], recorded_trials(run_dir)
     for r in grid:
         metrics = r.metrics or {}
         folder = Path(str(r.path)).name  # <trainable>_<trial id>_<count>_<params>_<date>
@@ -508,8 +510,11 @@ def _summarize(grid: Any, space: SearchSpace, fixed: dict, name: str, run_dir: P
         count = re.search(rf"_{re.escape(trial_id)}_(\d+)_", folder)
         if r.error is not None:
             status = "FAILED"
+        elif metrics.get("done"):
+            status = "FINISHED"
         else:
-            status = "FINISHED" if metrics.get("done") else "UNFINISHED"
+            status = ended.get(trial_id, {}).get("status", "UNFINISHED")
+            status = status if status in ("FINISHED", "FAILED") else "UNFINISHED"
         error = str(r.error).strip().splitlines()[-1] if r.error is not None else None
         value = metrics.get(space.metric)
         number = int(count.group(1)) if count else None
