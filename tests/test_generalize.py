@@ -136,6 +136,11 @@ def test_cue_checks_state_whether_signals_order_by_the_cue():
     flat = {("valence", c): np.zeros(SR) for c in range(5)}
     same = cue_checks(flat, SR, (("valence", "pause_ms", -1),))[0]
     assert same["spearman"] is None and not same["ordered"]
+    # one swapped pair: ρ = 0.9 exactly (scipy: 0.8999999999999999), which meets the 0.9 bar
+    swapped = dict(rising)
+    swapped[("arousal", 0)], swapped[("arousal", 1)] = rising[("arousal", 1)], rising[("arousal", 0)]
+    once = cue_checks(swapped, SR, check)[0]
+    assert once["spearman"] == 0.9 and once["ordered"]
     # the demo corpus's own table gives the directions: pauses shorten as valence rises
     assert ("valence", "pause_ms", -1) in demo_cues() and ("arousal", "f0_hz", 1) in demo_cues()
 
