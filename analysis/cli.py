@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from analysis.methods import DEFAULT_METHOD, METHOD_DEFAULTS, METHODS
 from raylab.errors import ConfigError
 
 METHOD_CHOICES = ("guided", "gradient", "integrated", "occlusion")
@@ -25,6 +26,15 @@ def _device(args) -> str:
 def _positive(name: str, value: float | None) -> None:
     if value is not None and value <= 0:  # None: not given
         raise ConfigError(f"--{name} {value}: expected a number > 0")
+
+
+def _per_method(setting: str) -> str:
+    """`setting`'s default per generalize method, e.g. "150 (prosody, speech, shaped), 2000
+    (paper)"."""
+    values: dict = {}
+    for method, settings in METHOD_DEFAULTS.items():
+        values.setdefault(f"{settings[setting]:g}", []).append(method)
+    return ", ".join(f"{v} ({', '.join(m)})" for v, m in values.items())
 
 
 def _print_mlflow(target, summary: dict) -> None:
@@ -137,15 +147,16 @@ def register(subparsers, common) -> None:
                     "(eq. 4, by gradient ascent with the network frozen), saved as 16 kHz WAV, "
                     "drawn as Figure 5 and described as in Table 6 (loudness, dominant "
                     "frequencies, amplitude, pauses, voiced length).")
-    p.add_argument("--method", choices=("speech", "shaped", "paper"), default="speech",
-                   help="speech: envelope x filtered harmonic-plus-noise source, f0 from a grid, "
-                        "4 starts per class (ours, default); shaped: envelope x spectrally "
-                        "shaped noise (ours); paper: eq. (4) on raw samples")
-    p.add_argument("--steps", type=int, help="default: 150 (speech, shaped), 2000 (paper)")
-    p.add_argument("--l2", type=float, help="λ of eq. (4) (default: 0 speech and shaped, "
-                                            "1e-3 paper)")
-    p.add_argument("--lr", type=float, help="Adam step size (default: 0.1 speech and shaped, "
-                                            "1e-3 paper)")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                   help=f"prosody: syllable train x filtered harmonic-plus-noise source, rate, "
+                        f"pause, phrase and f0 from grids, {METHOD_DEFAULTS['prosody']['starts']} "
+                        f"gain starts per class (ours); speech: learned envelope x the same "
+                        f"source, f0 from a grid, {METHOD_DEFAULTS['speech']['starts']} starts per "
+                        "class (ours); shaped: envelope x spectrally shaped noise (ours); paper: "
+                        f"eq. (4) on raw samples (default: {DEFAULT_METHOD})")
+    p.add_argument("--steps", type=int, help="default: " + _per_method("steps"))
+    p.add_argument("--l2", type=float, help="λ of eq. (4) (default: " + _per_method("l2") + ")")
+    p.add_argument("--lr", type=float, help="Adam step size (default: " + _per_method("lr") + ")")
     p.add_argument("--init", choices=("noise", "mean"), default="noise",
                    help="paper method's starting signal")
     p.add_argument("--init-scale", type=float, default=0.01, metavar="S",

@@ -25,27 +25,15 @@ from torch import nn
 from raylab import DIMENSIONS, IS10_DIM, NUM_CLASSES, SAMPLE_RATE
 
 from analysis.acoustics import characteristics, table6, to_markdown
-from analysis.shaped import ShapedSignal, SourceFilterSignal, jitter
+from analysis.methods import (DEFAULT_METHOD, F0_GRID, METHOD_DEFAULTS, METHODS, PAUSE_GRID,
+                              PHRASE_GRID, RATE_GRID)
+from analysis.shaped import ProsodySignal, ShapedSignal, SourceFilterSignal, jitter
 
 # Table 6 and Figure 5 list arousal first, as the paper does
 TABLE_HEADS = DIMENSIONS[::-1]
 INITS = ("noise", "mean")
-METHODS = ("speech", "shaped", "paper")
-DEFAULT_METHOD = "speech"
-# "paper": eq. (4) on raw samples, the class logit; "shaped": analysis.shaped's envelope × noise
-# carrier, the class's log-softmax, averaged over jittered copies (time shifts, gains); "speech":
-# analysis.shaped's SourceFilterSignal, the class's log-odds (the log-softmax stops rising once the
-# class wins, and the signal with it), `starts` envelope starts per class optimised together for
-# the first `explore` of the steps, then only the best one; f0 chosen from F0_GRID by evaluation.
-METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objective": "logit"},
-                   "shaped": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_softmax"},
-                   "speech": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_odds",
-                              "starts": 4, "explore": 0.4, "envelope_std": 3.0,
-                              "gain_grid": (0.05, 1.0), "shift_ms": 300.0}}
-# f0 candidates of the "speech" method: third-octave steps from 60 Hz to 960 Hz
-F0_GRID = tuple(round(60.0 * 2 ** (i / 3), 1) for i in range(13))
 JITTER_COPIES, SHIFT_MS, JITTER_DB = 1, 20.0, 1.0
-_SPEECH = METHOD_DEFAULTS["speech"]
+_SPEECH, _PROSODY = METHOD_DEFAULTS["speech"], METHOD_DEFAULTS["prosody"]
 OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw samples",
               "shaped": f"class log-softmax - l2 * ||x||^2 of a copy shifted by up to "
                         f"{SHIFT_MS:g} ms and scaled by up to {JITTER_DB:g} dB (new draw every "
@@ -54,7 +42,13 @@ OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw
                         f"to {_SPEECH['shift_ms']:g} ms and scaled by up to {JITTER_DB:g} dB (new "
                         "draw every step), on tanh(gain x envelope x filtered harmonic-plus-noise "
                         f"source); the best of {_SPEECH['starts']} starts and of a grid of f0 per "
-                        "class"}
+                        "class",
+              "prosody": f"class log-odds log(p / (1 - p)) - l2 * ||x||^2 of a copy shifted by up "
+                         f"to {_PROSODY['shift_ms']:g} ms and scaled by up to {JITTER_DB:g} dB "
+                         "(new draw every step), on tanh(gain x syllable train x filtered "
+                         "harmonic-plus-noise source); the best of "
+                         f"{_PROSODY['starts']} gain starts per class, f0, syllable rate, pause "
+                         "and syllables per phrase each chosen from a grid by evaluation"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
@@ -90,6 +84,8 @@ class Generalized:
     # (the harmonic share of the source's power, sigmoid of the learned logit: 0 noise, 1 harmonic)
     source_f0_hz: dict[tuple[str, int], float] = field(default_factory=dict)
     voicing: dict[tuple[str, int], float] = field(default_factory=dict)
+    # "prosody" only: the syllable train chosen for each signal (rate_hz, pause_ms, phrase)
+    rhythm: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
 
 
 def _target_scores(out: dict[str, torch.Tensor], targets: list[tuple[str, int]],
@@ -158,6 +154,13 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     else:
         if method == "shaped":
             signal = ShapedSignal(rows, samples, sample_rate, seed).to(device)
+        elif method == "prosody":  # `starts` gain starts per target, every grid by evaluation
+            starts = settings["starts"]
+            row_targets = list(targets) * starts
+            source = signal = ProsodySignal(
+                rows * starts, samples, sample_rate, torch.arange(starts).repeat_interleave(rows),
+                F0_GRID, RATE_GRID, PAUSE_GRID, PHRASE_GRID, seed, settings["gain_grid"],
+                settings["max_gain"]).to(device)
         else:  # "speech": `starts` envelope starts per target (start-major rows), f0 from a grid
             starts = settings["starts"]
             row_targets = list(targets) * starts
@@ -185,21 +188,24 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     def objective() -> torch.Tensor:
         return score(render()).view(-1, len(row_targets)).mean(dim=0)  # mean over copies
 
-    def choose_f0() -> torch.Tensor:
-        """Every row's best f0 of the grid, the other parameters fixed; its score per row."""
+    def choose() -> torch.Tensor:
+        """Every row's best value of each of the source's grids in turn (f0; for "prosody" then
+        rate, pause, syllables per phrase), the other parameters fixed; the score per row."""
         with torch.no_grad():
-            best, choice = None, source.f0_index
-            for g in range(len(F0_GRID)):
-                index = torch.full_like(source.f0_index, g)
-                value = score(source.render_with(index))
-                better = value > best if best is not None else torch.ones_like(value, dtype=bool)
-                best = value if best is None else torch.where(better, value, best)
-                choice = torch.where(better, index, choice)
-            source.f0_index = choice
+            for name, grid in source.grids().items():
+                best, choice = None, getattr(source, f"{name}_index")
+                for g in range(len(grid)):
+                    index = torch.full_like(choice, g)
+                    value = score(source.render_choice(name, index))
+                    better = value > best if best is not None else torch.ones_like(value,
+                                                                                   dtype=bool)
+                    best = value if best is None else torch.where(better, value, best)
+                    choice = torch.where(better, index, choice)
+                setattr(source, f"{name}_index", choice)
         return best
 
-    # "speech": f0 chosen at the start, when the starts are cut to the best one per target
-    # (after `explore` of the steps), and half-way through the rest
+    # "speech", "prosody": the grids chosen at the start, when the starts are cut to the best one
+    # per target (after `explore` of the steps), and half-way through the rest
     explore = int(round(steps * settings.get("explore", 0.0)))
     choose_at = {0, explore, explore + (steps - explore) // 2} if source is not None else set()
     optimizer = torch.optim.Adam(params(), lr=lr)
@@ -216,7 +222,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     try:
         for step in range(steps):
             if step in choose_at:
-                value = choose_f0()
+                value = choose()
                 if step == explore and len(row_targets) > rows:
                     cut(value)
                     optimizer = torch.optim.Adam(params(), lr=lr)
@@ -236,7 +242,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                 if on_log is not None:
                     on_log(step, history[-1])
         if len(row_targets) > rows:  # `explore` rounded to `steps` or more: cut at the end
-            cut(choose_f0())
+            cut(choose())
         with torch.no_grad():
             final = signal()
             out = model(final, *other(rows))
@@ -245,15 +251,20 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             bar.close()
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    signals, logits, probability, source_f0_hz, voicing = {}, {}, {}, {}, {}
+    signals, logits, probability, source_f0_hz, voicing, rhythm = {}, {}, {}, {}, {}, {}
+    chosen = source.chosen() if source is not None else {}
     for i, (head, c) in enumerate(targets):
         signals[(head, c)] = final[i].detach().cpu().numpy().astype(np.float32)
         logits[(head, c)] = float(out[head][i, c])
         probability[(head, c)] = float(torch.softmax(out[head][i], dim=0)[c])
         if source is not None:
-            source_f0_hz[(head, c)] = float(F0_GRID[int(source.f0_index[i])])
+            source_f0_hz[(head, c)] = chosen["f0"][i]
+            if "rate" in chosen:
+                rhythm[(head, c)] = {"rate_hz": chosen["rate"][i],
+                                     "pause_ms": round(1000 * chosen["pause"][i], 1),
+                                     "phrase": int(chosen["phrase"][i])}
             voicing[(head, c)] = torch.sigmoid(source.voicing[i, 0]).item()
-    return Generalized(signals, logits, probability, history, source_f0_hz, voicing)
+    return Generalized(signals, logits, probability, history, source_f0_hz, voicing, rhythm)
 
 
 def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
@@ -323,13 +334,18 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         "optimizer": "Adam (gradient ascent)" + (", clipped to [-1, 1]" if method == "paper" else
                                                  " on the parameters of analysis.shaped"),
         **({"starts": settings["starts"], "explore": settings["explore"], "f0_grid_hz": F0_GRID}
-           if method == "speech" else {}),
+           if method in ("speech", "prosody") else {}),
+        **({"rate_grid_hz": RATE_GRID, "pause_grid_ms": [round(1000 * p, 1) for p in PAUSE_GRID],
+            "phrase_grid": PHRASE_GRID, "max_gain": settings["max_gain"]}
+           if method == "prosody" else {}),
         "objective": OBJECTIVES[method],
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)],
                                **({"source_f0_hz": result.source_f0_hz[(h, c)],
                                    "voicing": result.voicing[(h, c)]}
-                                  if (h, c) in result.source_f0_hz else {})}
+                                  if (h, c) in result.source_f0_hz else {}),
+                               **({"rhythm": result.rhythm[(h, c)]}
+                                  if (h, c) in result.rhythm else {})}
                   for h, c in result.signals},
         "test_metrics": metrics,
         "history": {"every": max(1, steps // 10), "objective": result.history},
@@ -365,11 +381,17 @@ def format_summary(summary: dict) -> str:
              "Table 6 (columns: dimension and rating 1-5)", to_markdown(summary["table6"]),
              "softmax probability of the target class at x*: " + ", ".join(
                  f"{key} {v['probability']:.2f}" for key, v in summary["final"].items())]
-    if any("source_f0_hz" in v for v in summary["final"].values()):  # "speech"
+    if any("source_f0_hz" in v for v in summary["final"].values()):  # "speech", "prosody"
         lines.append("source f0 chosen from the grid (Hz) and voicing (harmonic share of the "
                      "source, 0..1): " + ", ".join(
                          f"{key} {v['source_f0_hz']:g} / {v['voicing']:.2f}"
                          for key, v in summary["final"].items() if "source_f0_hz" in v))
+    if any("rhythm" in v for v in summary["final"].values()):  # "prosody"
+        lines.append("syllable train chosen from the grids (syllables/s, pause ms, syllables per "
+                     "phrase): " + ", ".join(
+                         f"{key} {v['rhythm']['rate_hz']:g} / {v['rhythm']['pause_ms']:g} / "
+                         f"{v['rhythm']['phrase']}"
+                         for key, v in summary["final"].items() if "rhythm" in v))
     for check in summary["cues"]:  # Spearman of the rating against the measure
         verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"

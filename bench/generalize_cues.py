@@ -2,7 +2,7 @@
 
 For every method and seed: `analysis.generalize.generalize` on the run's network, then the
 Spearman ρ between class and each cue measure (`analysis.generalize.demo_cues`), as a table.
-Usage: python bench/generalize_cues.py RUN [--methods speech,paper] [--seeds 0,1,2] [--steps N]
+Usage: python bench/generalize_cues.py RUN [--methods prosody,speech,paper] [--seeds 0,1,2] [--steps N]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("run")
-    parser.add_argument("--methods", default="speech,paper")
+    parser.add_argument("--methods", default="prosody,speech,paper")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, help="default: each method's")
     parser.add_argument("--heads", default="arousal,valence", help="heads whose signals to make")

@@ -123,11 +123,14 @@ def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, 
     assert (out / "figure5_arousal.png").exists() and (out / "figure5_valence.png").exists()
     printed = capsys.readouterr().out
     assert "Loudness (dBFS)" in printed and "Spearman" in printed and "test UAR" in printed
-    assert summary["method"] == "speech" and "test_uar" in summary["cues"][0]
-    # the speech method's chosen source f0 (a grid value) and voicing, per signal
+    assert summary["method"] == "prosody" and "test_uar" in summary["cues"][0]
+    # the prosody method's chosen source f0 and syllable train (grid values) and voicing
     assert all(v["source_f0_hz"] in summary["f0_grid_hz"] and 0.0 < v["voicing"] < 1.0
+               and v["rhythm"]["rate_hz"] in summary["rate_grid_hz"]
+               and v["rhythm"]["pause_ms"] in summary["pause_grid_ms"]
+               and v["rhythm"]["phrase"] in summary["phrase_grid"]
                for v in summary["final"].values())
-    assert "source f0 chosen from the grid" in printed
+    assert "source f0 chosen from the grid" in printed and "syllable train chosen" in printed
 
 
 def test_sanity_by_checkpoint_path(trained, tmp_path, capsys):

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.acoustics import dominant_frequency
-from analysis.generalize import F0_GRID, METHOD_DEFAULTS, cue_checks, demo_cues, generalize
-from analysis.shaped import SourceFilterSignal, gain_order
+from analysis.acoustics import dominant_frequency, pause_duration_ms, syllable_rate_hz
+from analysis.generalize import (F0_GRID, METHOD_DEFAULTS, PAUSE_GRID, PHRASE_GRID, RATE_GRID,
+                                 cue_checks, demo_cues, generalize)
+from analysis.shaped import ProsodySignal, SourceFilterSignal, gain_order, syllable_train
 from raylab.models import build_model
 
 SR, T = 16_000, 1024
@@ -159,7 +160,8 @@ def test_the_speech_method_returns_the_best_start_even_when_it_never_cuts(tone_n
     """With 0 steps the starts are never cut in the loop: the best start (and f0) of every class
     is kept after it, not the first start."""
     targets = [("arousal", c) for c in range(5)]
-    result = generalize(tone_net, T, steps=0, seed=0, sample_rate=SR, targets=targets)
+    result = generalize(tone_net, T, steps=0, seed=0, sample_rate=SR, targets=targets,
+                        method="speech")
     starts = METHOD_DEFAULTS["speech"]["starts"]
     rows = len(targets) * starts
     every = SourceFilterSignal(rows, T, SR, torch.arange(starts).repeat_interleave(len(targets)),
@@ -182,3 +184,49 @@ def test_the_speech_method_returns_the_best_start_even_when_it_never_cuts(tone_n
             # the f0 reported is the one the kept signal was rendered with; voicing starts at 0.5
             assert result.source_f0_hz[key] == F0_GRID[int(scores.argmax()) // starts]
             assert result.voicing[key] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rate,pause,phrase", [(2.5, 0.0, 1), (4.24, 0.32, 3), (7.14, 0.113, 2),
+                                               (12.0, 0.057, 5), (3.0, 0.64, 1)])
+def test_table_6_reads_a_syllable_train_s_rate_and_pause(rate, pause, phrase):
+    """The prosody method's envelope is chosen from grids of rate, pause and phrase; Table 6's
+    measures must read those values back from the rendered signal, or a right choice could not
+    show as an ordered cue."""
+    sr, n = 8_000, 48_000  # 6 s, as the demo's windows: a syllable cut at the end weighs little
+    train = syllable_train(n, sr, torch.tensor([rate]), torch.tensor([pause]),
+                           torch.tensor([phrase]))[0].numpy()
+    assert train.min() >= 0.0 and train.max() <= 1.0
+    x = 0.5 * train * np.sin(2 * np.pi * 200.0 * np.arange(n) / sr)
+    assert syllable_rate_hz(x, sr) == pytest.approx(rate, rel=0.15)
+    measured = pause_duration_ms(x, sr)
+    assert (measured == 0.0) if pause == 0.0 else measured == pytest.approx(1000 * pause, abs=25)
+
+
+def test_the_prosody_signal_keeps_its_choices_with_its_rows():
+    signal = ProsodySignal(6, T, SR, torch.arange(2).repeat_interleave(3), F0_GRID, RATE_GRID,
+                           PAUSE_GRID, PHRASE_GRID, gain_grid=(0.05, 1.0))
+    assert set(signal.grids()) == {"f0", "rate", "pause", "phrase"}
+    signal.rate_index = torch.arange(6)
+    signal.pause_index = torch.arange(6) % len(PAUSE_GRID)
+    x = signal()
+    assert x.shape == (6, T) and x.abs().max() < 1.0
+    # rendering with one grid changed leaves the signal's own choice in place
+    other = signal.render_choice("rate", torch.zeros(6, dtype=torch.long))
+    assert not torch.equal(other, x) and torch.equal(signal(), x)
+    signal.keep(torch.tensor([4, 1]))
+    chosen = signal.chosen()
+    assert chosen["rate"] == [RATE_GRID[4], RATE_GRID[1]]
+    assert chosen["pause"] == [PAUSE_GRID[4], PAUSE_GRID[1]]
+    torch.testing.assert_close(signal(), x[[4, 1]])
+
+
+def test_the_prosody_method_s_choices_are_grid_values(tone_net):
+    """With 0 steps the prosody signals are only chosen: every class's rhythm and f0 come from
+    the grids, and are reported as such."""
+    targets = [("arousal", c) for c in range(5)]
+    result = generalize(tone_net, T, steps=0, seed=0, sample_rate=SR, targets=targets,
+                        method="prosody")
+    for key in targets:
+        rhythm = result.rhythm[key]
+        assert rhythm["rate_hz"] in RATE_GRID and rhythm["phrase"] in PHRASE_GRID
+        assert rhythm["pause_ms"] / 1000 in PAUSE_GRID and result.source_f0_hz[key] in F0_GRID
