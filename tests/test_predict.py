@@ -132,11 +132,13 @@ def test_matches_the_networks_on_training_inputs(runs, audio, arch):
 
 
 def test_cli_writes_csv_and_parquet_and_prints_a_summary(runs, audio, tmp_path, capsys):
-    out = tmp_path / "pred.csv"
-    assert main(["predict", "--run", str(runs["elor"]), str(audio), "--out", str(out),
-                 "--device", "cpu"]) == 0
-    text = capsys.readouterr().out
+    out, results = tmp_path / "pred.csv", tmp_path / "results"
+    assert main(["--results", str(results), "predict", "--run", str(runs["elor"]), str(audio),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    text, err = capsys.readouterr()
     assert "ELoR, mean of 2 fold networks (Ses01F, Ses02M)" in text
+    # a few files are predicted in this process: no Ray, so no log and no "log:" line
+    assert not (results / "logs" / "predict.log").exists() and "log:" not in err, err
     assert "stereo44k.flac: 2 channels downmixed to mono" in text
     table = pd.read_csv(out)
     assert list(table.groupby("file", sort=False).size()) == [4, 2, 3]  # long, short, stereo: the file and its windows

@@ -35,15 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from raylab.predict.ray_batch import predict_paths
     from raylab.predict.runner import load_predictor
     from raylab.predict.tables import summary, write_table
-    from raylab.runtime.console import quiet
     from raylab.runtime.settings import log_file
 
     results = results_dir(args.results)
     predictor = load_predictor(args.run, args.fold, results, args.device, args.batch_size)
     print(predictor.describe(), flush=True)
     # more than a few files start Ray: its output and the workers' to the log, as for features
-    with quiet(log_file(results, command="predict"), args.verbose):
-        result = predict_paths(predictor, args.paths, args.skip_invalid, args.workers)
+    result = predict_paths(predictor, args.paths, args.skip_invalid, args.workers,
+                           ray_log=log_file(results, command="predict"), verbose=args.verbose)
     for name, note in result.notes:
         print(f"{name}: {note}")
     print(summary(result.frame))

@@ -8,6 +8,8 @@ A bad file (missing, unreadable, empty, ...) stops the run with a DataError nami
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -64,8 +66,12 @@ def _prepared_on_ray(paths, predictor: Predictor, workers: int | None) -> Iterat
 
 
 def predict_paths(predictor: Predictor, paths: list[str], skip_invalid: bool = False,
-                  workers: int | None = 1, progress: bool = True) -> PredictionRun:
-    """Predict every file `paths` names (files, folders, CSV manifests; `audio.collect_inputs`)."""
+                  workers: int | None = 1, progress: bool = True,
+                  ray_log: str | os.PathLike | None = None,
+                  verbose: bool = False) -> PredictionRun:
+    """Predict every file `paths` names (files, folders, CSV manifests; `audio.collect_inputs`).
+    When Ray starts, its output and its workers' go to `ray_log` (`raylab.runtime.console.quiet`;
+    `verbose` keeps them on the terminal); a few files are predicted here and leave no log."""
     from tqdm import tqdm
 
     from raylab.runtime.console import stream
@@ -77,14 +83,13 @@ def predict_paths(predictor: Predictor, paths: list[str], skip_invalid: bool = F
                                      "rest)" if len(bad) > 1 else ""))
     files = [path for path, why in listed if not why]
     use_ray = workers != 1 and len(files) > RAY_MIN_FILES
+    session = contextlib.ExitStack()
     if use_ray:
+        from raylab.runtime.console import quiet
         from raylab.runtime.ray_session import ray_session
 
-        session = ray_session(None)
-    else:
-        import contextlib
-
-        session = contextlib.nullcontext()
+        session.enter_context(quiet(ray_log, verbose))
+        session.enter_context(ray_session(None))
     run = PredictionRun(pd.DataFrame(), skipped=bad)
     bar = tqdm(total=len(files), unit="file", disable=None if progress else True, leave=False,
                file=stream())  # the terminal, also under `raylab.runtime.console.quiet`
