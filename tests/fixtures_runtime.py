@@ -2,10 +2,25 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from raylab.runtime import hostmem
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# what a test's own raylab process must not inherit from the test session: its Ray, its MLflow
+# store and its Ray storage are the session's
+SESSION_VARIABLES = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAYLAB_STORAGE")
+
+
+def process_env(drop: tuple[str, ...] = SESSION_VARIABLES, **extra: str) -> dict[str, str]:
+    """The environment for `python -m raylab` (or a test driver) in a process of its own: this
+    one's without `drop`, the repository on PYTHONPATH, and `extra`."""
+    env = {key: value for key, value in os.environ.items() if key not in drop}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return {**env, **extra}
 
 
 def start_local_ray():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from raylab.runtime import console
+from tests.fixtures_runtime import SESSION_VARIABLES, process_env
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "search_spaces" / "ok_tiny_elor.yaml"
@@ -24,9 +24,7 @@ TUNE_NOISE = ("== Status ==", "Result logdir", "Logical resource usage")
 
 
 def _raylab(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "MLFLOW_TRACKING_URI", "RAYLAB_STORAGE")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = process_env(drop=(*SESSION_VARIABLES, "RAY_AUTH_MODE"))
     return subprocess.run([sys.executable, "-m", "raylab", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 

@@ -7,7 +7,6 @@ twice, the totals equal the budget, and no MLflow run is left RUNNING."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_runtime import process_env
 from tests.test_search import TINY, _runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,9 +31,7 @@ def test_a_search_killed_then_interrupted_resumes_to_its_budget_running_nothing_
 
     results = tmp_path / "results"
     run_dir = results / "faulty"
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = process_env()
     argv = [sys.executable, "-m", "tests.fault_driver", "--results", str(results), "tune", "elor",
             "--data", str(demo_dataset), "--space", str(TINY), "--name", "faulty"]
 
@@ -155,11 +153,8 @@ def test_a_trial_ray_s_memory_monitor_kills_is_its_failure_and_the_search_goes_o
     total, available = (int(meminfo[k].split()[0]) for k in ("MemTotal", "MemAvailable"))
     threshold = min(0.95, (total - available) / total + 0.10)
     results = tmp_path / "results"
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-               RAYLAB_TEST_FAULT="memory", RAY_memory_usage_threshold=f"{threshold:.3f}",
-               RAY_memory_monitor_refresh_ms="100")
+    env = process_env(RAYLAB_TEST_FAULT="memory", RAY_memory_usage_threshold=f"{threshold:.3f}",
+                      RAY_memory_monitor_refresh_ms="100")
     done = subprocess.run([sys.executable, "-m", "tests.fault_driver", "--results", str(results),
                            "tune", "elor", "--data", str(demo_dataset), "--space", str(TINY),
                            "--name", "oom", "--max-failures", "0"],
@@ -234,9 +229,7 @@ def test_a_trial_tune_never_saved_is_replayed_on_resume_not_trained_again(demo_d
 
     results = tmp_path / "results"
     run_dir = results / "window"
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MLFLOW_TRACKING_URI", "RAYLAB_STORAGE", "RAY_ADDRESS")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = process_env()
     env["TUNE_GLOBAL_CHECKPOINT_S"] = "3600"
     argv = [sys.executable, "-m", "tests.fault_driver", "--results", str(results), "tune", "elor",
             "--data", str(demo_dataset), "--space", str(TINY), "--name", "window"]

@@ -3,7 +3,6 @@ windows, standardisation, ensemble and table are what is tested), and its errors
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import soundfile as sf
 import torch
 
 from raylab.cli import main
+from tests.fixtures_runtime import process_env
 
 SR, WINDOW = 16_000, 16_000  # 1 s windows keep every network tiny (LoM: 99 MFCC frames)
 FOLDS = ("Ses01F", "Ses02M")
@@ -199,8 +199,7 @@ RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(DEBUG|INFO|WA
 
 def raylab_process(*argv: str, **options) -> subprocess.Popen:
     """`python -m raylab ARGV` in a process of its own, which starts its own Ray."""
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = process_env(drop=("RAY_ADDRESS",))
     return subprocess.Popen([sys.executable, "-m", "raylab", *argv], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
