@@ -32,8 +32,8 @@ def _per_method(setting: str) -> str:
     """`setting`'s default per generalize method, e.g. "150 (prosody, speech, shaped), 2000
     (paper)"."""
     values: dict = {}
-    for method, settings in METHOD_DEFAULTS.items():
-        values.setdefault(f"{settings[setting]:g}", []).append(method)
+    for method in METHODS:
+        values.setdefault(f"{METHOD_DEFAULTS[method][setting]:g}", []).append(method)
     return ", ".join(f"{v} ({', '.join(m)})" for v, m in values.items())
 
 

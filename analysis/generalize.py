@@ -80,10 +80,12 @@ class Generalized:
     logits: dict[tuple[str, int], float]          # a_c(x*)
     probability: dict[tuple[str, int], float]     # softmax of the class at x*
     history: list[list[float]] = field(default_factory=list)  # objective per row, every log step
-    # "speech" only: the f0 of F0_GRID chosen for each signal's harmonic source, and its voicing
-    # (the harmonic share of the source's power, sigmoid of the learned logit: 0 noise, 1 harmonic)
+    # "speech" and "prosody": the f0 of F0_GRID chosen for each signal's harmonic source, its
+    # voicing (the harmonic share of the source's power, sigmoid of the learned logit: 0 noise,
+    # 1 harmonic) and its gain (the factor on the unit-RMS carrier inside tanh: loudness)
     source_f0_hz: dict[tuple[str, int], float] = field(default_factory=dict)
     voicing: dict[tuple[str, int], float] = field(default_factory=dict)
+    gain: dict[tuple[str, int], float] = field(default_factory=dict)
     # "prosody" only: the syllable train chosen for each signal (rate_hz, pause_ms, phrase)
     rhythm: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
 
@@ -251,7 +253,8 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             bar.close()
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    signals, logits, probability, source_f0_hz, voicing, rhythm = {}, {}, {}, {}, {}, {}
+    signals, logits, probability = {}, {}, {}
+    source_f0_hz, voicing, gain, rhythm = {}, {}, {}, {}
     chosen = source.chosen() if source is not None else {}
     for i, (head, c) in enumerate(targets):
         signals[(head, c)] = final[i].detach().cpu().numpy().astype(np.float32)
@@ -264,15 +267,17 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                                      "pause_ms": round(1000 * chosen["pause"][i], 1),
                                      "phrase": int(chosen["phrase"][i])}
             voicing[(head, c)] = torch.sigmoid(source.voicing[i, 0]).item()
-    return Generalized(signals, logits, probability, history, source_f0_hz, voicing, rhythm)
+            gain[(head, c)] = source.peak_gain()[i, 0].item()
+    return Generalized(signals, logits, probability, history, source_f0_hz, voicing, gain,
+                       rhythm)
 
 
 def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
                checks: tuple[tuple[str, str, int], ...], min_rho: float = 0.9) -> list[dict]:
     """Do the signals order by a cue? Spearman ρ between class (0..4) and each measure; a check
-    holds when ρ has the expected sign and |ρ| ≥ `min_rho` (issue 15's bar, 0.9). ρ is rounded to
-    10 decimals: over five classes it is a multiple of 0.05, which scipy returns with a rounding
-    error (one swapped pair gives 0.8999999999999999, and would fail ρ ≥ 0.9)."""
+    holds when ρ has the expected sign and |ρ| ≥ `min_rho` (issue 15's bar, 0.9). ρ is rounded
+    to 10 decimals: over five classes it is a multiple of 0.05, which scipy returns with a
+    rounding error (one swapped pair gives 0.8999999999999998, and would fail ρ ≥ 0.9)."""
     from scipy.stats import spearmanr
 
     measured = {key: characteristics(x, sr) for key, x in signals.items()}
@@ -333,7 +338,8 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         "seed": seed, "init_scale": init_scale, "seconds": round(seconds, 1),
         "optimizer": "Adam (gradient ascent)" + (", clipped to [-1, 1]" if method == "paper" else
                                                  " on the parameters of analysis.shaped"),
-        **({"starts": settings["starts"], "explore": settings["explore"], "f0_grid_hz": F0_GRID}
+        **({"starts": settings["starts"], "explore": settings["explore"], "f0_grid_hz": F0_GRID,
+            "gain_grid": settings["gain_grid"]}
            if method in ("speech", "prosody") else {}),
         **({"rate_grid_hz": RATE_GRID, "pause_grid_ms": [round(1000 * p, 1) for p in PAUSE_GRID],
             "phrase_grid": PHRASE_GRID, "max_gain": settings["max_gain"]}
@@ -342,7 +348,8 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)],
                                **({"source_f0_hz": result.source_f0_hz[(h, c)],
-                                   "voicing": result.voicing[(h, c)]}
+                                   "voicing": result.voicing[(h, c)],
+                                   "gain": result.gain[(h, c)]}
                                   if (h, c) in result.source_f0_hz else {}),
                                **({"rhythm": result.rhythm[(h, c)]}
                                   if (h, c) in result.rhythm else {})}

@@ -20,7 +20,7 @@ METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objecti
                    "prosody": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_odds",
                                "starts": 4, "explore": 0.4, "gain_grid": (0.025, 0.45),
                                "max_gain": 0.5, "shift_ms": 300.0}}
-# f0 candidates of the "speech" method: third-octave steps from 60 Hz to 960 Hz
+# f0 candidates of the "speech" and "prosody" methods: third-octave steps from 60 Hz to 960 Hz
 F0_GRID = tuple(round(60.0 * 2 ** (i / 3), 1) for i in range(13))
 # the "prosody" method's syllable train: syllables per second (quarter-octave steps, 1.5 to 14.3),
 # pause between phrases in s (none, then half-octave steps from 40 to 640 ms), syllables per phrase

@@ -186,8 +186,12 @@ class SourceFilterSignal(ShapedSignal):
         finally:
             setattr(self, f"{name}_index", old)
 
+    def peak_gain(self) -> torch.Tensor:
+        """Every row's gain (R, 1): the factor on the unit-RMS carrier inside tanh."""
+        return self.gain.exp()
+
     def render_with(self, f0_index: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.gain.exp() * self.envelope_curve() * self.carrier(f0_index))
+        return torch.tanh(self.peak_gain() * self.envelope_curve() * self.carrier(f0_index))
 
     def forward(self) -> torch.Tensor:
         return self.render_with(self.f0_index)
@@ -229,6 +233,9 @@ class ProsodySignal(SourceFilterSignal):
                  f0_grid: tuple[float, ...], rate_grid: tuple[float, ...],
                  pause_grid: tuple[float, ...], phrase_grid: tuple[int, ...], seed: int = 0,
                  gain_grid: tuple[float, float] | None = None, max_gain: float = 0.5) -> None:
+        if gain_grid and not 0 < gain_grid[0] <= gain_grid[1] < max_gain:
+            raise ValueError(f"the starts' gains {gain_grid} must lie in (0, max_gain "
+                             f"{max_gain:g})")
         super().__init__(rows, samples, sample_rate, starts, f0_grid,
                          torch.zeros(rows, dtype=torch.long), seed, gain_grid=gain_grid)
         self.max_gain = max_gain
@@ -240,23 +247,19 @@ class ProsodySignal(SourceFilterSignal):
         self.rate_grid, self.pause_grid, self.phrase_grid = rate_grid, pause_grid, phrase_grid
         for name, grid in (("rate", rate_grid), ("pause", pause_grid), ("phrase", phrase_grid)):
             self.register_buffer(f"{name}_index", torch.full((rows,), len(grid) // 2))
+            self.register_buffer(f"{name}_values", torch.tensor(grid, dtype=torch.float64))
 
     def grids(self) -> dict[str, tuple[float, ...]]:
         return {"f0": self.f0_grid, "rate": self.rate_grid, "pause": self.pause_grid,
                 "phrase": self.phrase_grid}
 
-    def render_with(self, f0_index: torch.Tensor) -> torch.Tensor:
-        gain = self.max_gain * torch.sigmoid(self.gain)
-        return torch.tanh(gain * self.envelope_curve() * self.carrier(f0_index))
+    def peak_gain(self) -> torch.Tensor:
+        return self.max_gain * torch.sigmoid(self.gain)
 
     def envelope_curve(self) -> torch.Tensor:
-        def value(name: str) -> torch.Tensor:
-            grid = torch.tensor(self.grids()[name], dtype=torch.float64,
-                                device=self.rate_index.device)
-            return grid[getattr(self, f"{name}_index")]
-
-        return syllable_train(self.samples, self.sample_rate, value("rate"), value("pause"),
-                              value("phrase"))
+        rate, pause, phrase = (getattr(self, f"{name}_values")[getattr(self, f"{name}_index")]
+                               for name in ("rate", "pause", "phrase"))
+        return syllable_train(self.samples, self.sample_rate, rate, pause, phrase)
 
     def keep(self, rows: torch.Tensor) -> None:
         super().keep(rows)

@@ -124,8 +124,9 @@ def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, 
     printed = capsys.readouterr().out
     assert "Loudness (dBFS)" in printed and "Spearman" in printed and "test UAR" in printed
     assert summary["method"] == "prosody" and "test_uar" in summary["cues"][0]
-    # the prosody method's chosen source f0 and syllable train (grid values) and voicing
+    # the prosody method's chosen source f0 and syllable train (grid values), voicing and gain
     assert all(v["source_f0_hz"] in summary["f0_grid_hz"] and 0.0 < v["voicing"] < 1.0
+               and 0.0 < v["gain"] < summary["max_gain"]
                and v["rhythm"]["rate_hz"] in summary["rate_grid_hz"]
                and v["rhythm"]["pause_ms"] in summary["pause_grid_ms"]
                and v["rhythm"]["phrase"] in summary["phrase_grid"]

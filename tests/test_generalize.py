@@ -107,7 +107,7 @@ def test_l2_term_shrinks_the_signal(tone_net):
 def test_elor_ftr_runs_with_its_features_held_fixed():
     torch.manual_seed(0)
     model = build_model("elor_ftr", input_samples=T, num_features=7, **TINY)
-    for method in ("paper", "shaped"):
+    for method in ("paper", "shaped", "speech", "prosody"):
         result = generalize(model, T, steps=3, targets=[("arousal", 0), ("valence", 4)],
                             method=method, sample_rate=SR)
         assert result.signals[("valence", 4)].shape == (T,)
@@ -120,9 +120,10 @@ def test_shaped_signals_recover_the_tones_and_stay_in_range(tone_net):
                  for c in range(5)}
     assert [closest_class(f) for f in recovered.values()] == [0, 1, 2, 3, 4], recovered
     assert all(np.abs(x).max() < 1.0 for x in result.signals.values())
-    again = generalize(tone_net, T, steps=5, seed=0, sample_rate=SR, targets=[("arousal", 1)])
-    same = generalize(tone_net, T, steps=5, seed=0, sample_rate=SR, targets=[("arousal", 1)])
-    np.testing.assert_array_equal(again.signals[("arousal", 1)], same.signals[("arousal", 1)])
+    for method in ("shaped", "prosody"):  # seeded: the same signal twice
+        again, same = (generalize(tone_net, T, steps=5, seed=0, sample_rate=SR, method=method,
+                                  targets=[("arousal", 1)]) for _ in range(2))
+        np.testing.assert_array_equal(again.signals[("arousal", 1)], same.signals[("arousal", 1)])
 
 
 def test_cue_checks_state_whether_signals_order_by_the_cue():
@@ -139,7 +140,8 @@ def test_cue_checks_state_whether_signals_order_by_the_cue():
     assert same["spearman"] is None and not same["ordered"]
     # one swapped pair: ρ = 0.9 exactly (scipy: 0.8999999999999999), which meets the 0.9 bar
     swapped = dict(rising)
-    swapped[("arousal", 0)], swapped[("arousal", 1)] = rising[("arousal", 1)], rising[("arousal", 0)]
+    swapped[("arousal", 0)] = rising[("arousal", 1)]
+    swapped[("arousal", 1)] = rising[("arousal", 0)]
     once = cue_checks(swapped, SR, check)[0]
     assert once["spearman"] == 0.9 and once["ordered"]
     # the demo corpus's own table gives the directions: pauses shorten as valence rises
@@ -203,8 +205,13 @@ def test_table_6_reads_a_syllable_train_s_rate_and_pause(rate, pause, phrase):
 
 
 def test_the_prosody_signal_keeps_its_choices_with_its_rows():
+    with pytest.raises(ValueError, match="max_gain"):  # a start at the cap could not move
+        ProsodySignal(2, T, SR, torch.arange(2), F0_GRID, RATE_GRID, PAUSE_GRID, PHRASE_GRID,
+                      gain_grid=(0.05, 1.0), max_gain=0.5)
     signal = ProsodySignal(6, T, SR, torch.arange(2).repeat_interleave(3), F0_GRID, RATE_GRID,
-                           PAUSE_GRID, PHRASE_GRID, gain_grid=(0.05, 1.0))
+                           PAUSE_GRID, PHRASE_GRID, gain_grid=(0.05, 0.4))
+    np.testing.assert_allclose(sorted(set(signal.peak_gain().flatten().tolist())), [0.05, 0.4],
+                               rtol=1e-5)
     assert set(signal.grids()) == {"f0", "rate", "pause", "phrase"}
     signal.rate_index = torch.arange(6)
     signal.pause_index = torch.arange(6) % len(PAUSE_GRID)
@@ -220,13 +227,49 @@ def test_the_prosody_signal_keeps_its_choices_with_its_rows():
     torch.testing.assert_close(signal(), x[[4, 1]])
 
 
-def test_the_prosody_method_s_choices_are_grid_values(tone_net):
-    """With 0 steps the prosody signals are only chosen: every class's rhythm and f0 come from
-    the grids, and are reported as such."""
+def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
+    """With 0 steps the prosody signals are only chosen: one sweep over f0, rate, pause and
+    syllables per phrase (each grid's best value, the first of equals, the others held), then
+    the best start per class. Done again here by brute force on the same starts, it must give
+    the signal, choices and gain returned. On a random toy ELoR over 2 s (several syllables and
+    pauses), whose scores differ between the grids' values."""
+    from tests.cue_corpus import SECONDS, TOY
+    from tests.cue_corpus import SR as CUE_SR
+
+    torch.manual_seed(0)
+    samples = int(CUE_SR * SECONDS)
+    net = build_model("elor", input_samples=samples, conv_impl="direct", **TOY).eval()
     targets = [("arousal", c) for c in range(5)]
-    result = generalize(tone_net, T, steps=0, seed=0, sample_rate=SR, targets=targets,
+    settings = METHOD_DEFAULTS["prosody"]
+    result = generalize(net, samples, steps=0, seed=0, sample_rate=CUE_SR, targets=targets,
                         method="prosody")
-    for key in targets:
-        rhythm = result.rhythm[key]
-        assert rhythm["rate_hz"] in RATE_GRID and rhythm["phrase"] in PHRASE_GRID
-        assert rhythm["pause_ms"] / 1000 in PAUSE_GRID and result.source_f0_hz[key] in F0_GRID
+    starts, rows = settings["starts"], len(targets)
+    every = ProsodySignal(rows * starts, samples, CUE_SR,
+                          torch.arange(starts).repeat_interleave(rows), F0_GRID, RATE_GRID,
+                          PAUSE_GRID, PHRASE_GRID, 0, settings["gain_grid"], settings["max_gain"])
+    classes = torch.arange(rows * starts) % rows
+
+    def log_odds(x: torch.Tensor) -> torch.Tensor:  # row r's class is r % rows
+        z = net(x)["arousal"]
+        own = z.gather(1, classes[:, None])[:, 0]
+        others = z.masked_fill(torch.nn.functional.one_hot(classes, 5).bool(), -torch.inf)
+        return own - torch.logsumexp(others, 1)
+
+    spread = []
+    with torch.no_grad():
+        for name, grid in every.grids().items():
+            scores = torch.stack([log_odds(every.render_choice(name, torch.full_like(classes, g)))
+                                  for g in range(len(grid))])  # (values, rows)
+            spread.append(float((scores.amax(0) - scores.amin(0)).max()))
+            setattr(every, f"{name}_index", scores.argmax(0))  # the first of equal maxima
+        best = log_odds(every()).view(starts, rows).argmax(0)
+        for c, key in enumerate(targets):
+            row = int(best[c]) * rows + c
+            np.testing.assert_allclose(result.signals[key], every()[row].numpy(), atol=1e-6)
+            assert result.source_f0_hz[key] == F0_GRID[int(every.f0_index[row])]
+            assert result.rhythm[key] == {"rate_hz": RATE_GRID[int(every.rate_index[row])],
+                                          "pause_ms": round(1000 * PAUSE_GRID[int(
+                                              every.pause_index[row])], 1),
+                                          "phrase": PHRASE_GRID[int(every.phrase_index[row])]}
+            assert result.gain[key] == pytest.approx(every.peak_gain()[row, 0].item())
+    assert min(spread) > 1e-3, spread  # every grid changes some class's score
