@@ -33,6 +33,7 @@ from analysis.shaped import ProsodySignal, ShapedSignal, SourceFilterSignal, jit
 TABLE_HEADS = DIMENSIONS[::-1]
 INITS = ("noise", "mean")
 JITTER_COPIES, SHIFT_MS, JITTER_DB = 1, 20.0, 1.0
+TIE = 1e-3  # two scores (log-odds) this close are a tie on a grid
 _SPEECH, _PROSODY = METHOD_DEFAULTS["speech"], METHOD_DEFAULTS["prosody"]
 OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw samples",
               "shaped": f"class log-softmax - l2 * ||x||^2 of a copy shifted by up to "
@@ -48,7 +49,9 @@ OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw
                          "(new draw every step), on tanh(gain x syllable train x filtered "
                          "harmonic-plus-noise source); the best of "
                          f"{_PROSODY['starts']} gain starts per class, f0, syllable rate, pause "
-                         "and syllables per phrase each chosen from a grid by evaluation"}
+                         "and syllables per phrase each chosen from a grid by evaluation (a tie "
+                         f"goes to the value scoring higher at {_PROSODY['tie_drive']:g} of the "
+                         "gain)"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
@@ -190,17 +193,33 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     def objective() -> torch.Tensor:
         return score(render()).view(-1, len(row_targets)).mean(dim=0)  # mean over copies
 
+    tie_drive = settings.get("tie_drive")
+
     def choose() -> torch.Tensor:
         """Every row's best value of each of the source's grids in turn (f0; for "prosody" then
-        rate, pause, syllables per phrase), the other parameters fixed; the score per row."""
+        rate, pause, syllables per phrase), the other parameters fixed; the score per row. Equal
+        scores go to the first value of the grid; with `tie_drive`, scores within TIE go to the
+        value that scores higher with the signal's gain times `tie_drive`: a class at its ceiling
+        (the heads' sigmoids saturated) scores the same for every value, the attenuated signal
+        not."""
         with torch.no_grad():
             for name, grid in source.grids().items():
-                best, choice = None, getattr(source, f"{name}_index")
+                best, low_best, choice = None, None, getattr(source, f"{name}_index")
                 for g in range(len(grid)):
                     index = torch.full_like(choice, g)
                     value = score(source.render_choice(name, index))
-                    better = value > best if best is not None else torch.ones_like(value,
-                                                                                   dtype=bool)
+                    if tie_drive:
+                        source.drive = tie_drive
+                        low = score(source.render_choice(name, index))
+                        source.drive = 1.0
+                    if best is None:
+                        better = torch.ones_like(value, dtype=torch.bool)
+                    elif tie_drive:
+                        better = (value > best + TIE) | ((value >= best - TIE) & (low > low_best))
+                    else:
+                        better = value > best
+                    if tie_drive:
+                        low_best = low if low_best is None else torch.where(better, low, low_best)
                     best = value if best is None else torch.where(better, value, best)
                     choice = torch.where(better, index, choice)
                 setattr(source, f"{name}_index", choice)
@@ -342,7 +361,8 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
             "gain_grid": settings["gain_grid"]}
            if method in ("speech", "prosody") else {}),
         **({"rate_grid_hz": RATE_GRID, "pause_grid_ms": [round(1000 * p, 1) for p in PAUSE_GRID],
-            "phrase_grid": PHRASE_GRID, "max_gain": settings["max_gain"]}
+            "phrase_grid": PHRASE_GRID, "max_gain": settings["max_gain"],
+            "tie_drive": settings["tie_drive"]}
            if method == "prosody" else {}),
         "objective": OBJECTIVES[method],
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],

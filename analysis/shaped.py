@@ -190,8 +190,11 @@ class SourceFilterSignal(ShapedSignal):
         """Every row's gain (R, 1): the factor on the unit-RMS carrier inside tanh."""
         return self.gain.exp()
 
+    drive = 1.0  # a factor on the gain: below 1, the signal attenuated (ties on a grid)
+
     def render_with(self, f0_index: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.peak_gain() * self.envelope_curve() * self.carrier(f0_index))
+        return torch.tanh(self.drive * self.peak_gain() * self.envelope_curve()
+                          * self.carrier(f0_index))
 
     def forward(self) -> torch.Tensor:
         return self.render_with(self.f0_index)

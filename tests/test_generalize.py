@@ -9,7 +9,7 @@ from torch import nn
 
 from analysis.acoustics import dominant_frequency, pause_duration_ms, syllable_rate_hz
 from analysis.generalize import (F0_GRID, METHOD_DEFAULTS, PAUSE_GRID, PHRASE_GRID, RATE_GRID,
-                                 cue_checks, demo_cues, generalize)
+                                 TIE, cue_checks, demo_cues, generalize)
 from analysis.shaped import ProsodySignal, SourceFilterSignal, gain_order, syllable_train
 from raylab.models import build_model
 
@@ -229,8 +229,8 @@ def test_the_prosody_signal_keeps_its_choices_with_its_rows():
 
 def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
     """With 0 steps the prosody signals are only chosen: one sweep over f0, rate, pause and
-    syllables per phrase (each grid's best value, the first of equals, the others held), then
-    the best start per class. Done again here by brute force on the same starts, it must give
+    syllables per phrase (each grid's best value, the others held; a tie goes to the value the
+    attenuated signal scores higher, else to the first), then the best start per class. Done again here by brute force on the same starts, it must give
     the signal, choices and gain returned. On a random toy ELoR over 2 s (several syllables and
     pauses), whose scores differ between the grids' values."""
     from tests.cue_corpus import SECONDS, TOY
@@ -255,13 +255,27 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
         others = z.masked_fill(torch.nn.functional.one_hot(classes, 5).bool(), -torch.inf)
         return own - torch.logsumexp(others, 1)
 
+    def attenuated(name: str, index: torch.Tensor) -> torch.Tensor:
+        every.drive = settings["tie_drive"]
+        try:
+            return log_odds(every.render_choice(name, index))
+        finally:
+            every.drive = 1.0
+
     spread = []
     with torch.no_grad():
         for name, grid in every.grids().items():
-            scores = torch.stack([log_odds(every.render_choice(name, torch.full_like(classes, g)))
-                                  for g in range(len(grid))])  # (values, rows)
+            every_value = [torch.full_like(classes, g) for g in range(len(grid))]
+            scores = torch.stack([log_odds(every.render_choice(name, i)) for i in every_value])
+            low = torch.stack([attenuated(name, i) for i in every_value])  # (values, rows)
             spread.append(float((scores.amax(0) - scores.amin(0)).max()))
-            setattr(every, f"{name}_index", scores.argmax(0))  # the first of equal maxima
+            pick, row = torch.zeros_like(classes), torch.arange(len(classes))
+            for g in range(1, len(grid)):  # a higher score, or a tie and a higher attenuated one
+                now = scores[pick, row]
+                better = (scores[g] > now + TIE) | ((scores[g] >= now - TIE)
+                                                     & (low[g] > low[pick, row]))
+                pick = torch.where(better, g, pick)
+            setattr(every, f"{name}_index", pick)
         best = log_odds(every()).view(starts, rows).argmax(0)
         for c, key in enumerate(targets):
             row = int(best[c]) * rows + c
