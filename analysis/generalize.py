@@ -93,6 +93,19 @@ class Generalized:
     rhythm: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
 
 
+def pick_on_grid(scores: torch.Tensor, low: torch.Tensor | None = None,
+                 tie: float = TIE) -> torch.Tensor:
+    """Per row, the grid value chosen from `scores` (values, rows): the highest, the first of
+    equal ones. With `low`, the same values' scores with the signal attenuated: among the values
+    within `tie` of the row's highest score, the one whose `low` is highest (the first of equal
+    ones). A class at its ceiling (the heads' sigmoids saturated) scores alike for many values;
+    the attenuated signal, below the ceiling, tells them apart."""
+    if low is None:
+        return scores.argmax(0)
+    near = scores >= scores.amax(0, keepdim=True) - tie
+    return torch.where(near, low, torch.full_like(low, -torch.inf)).argmax(0)
+
+
 def _target_scores(out: dict[str, torch.Tensor], targets: list[tuple[str, int]],
                    objective: str) -> torch.Tensor:
     """Per row i: the logit of targets[i], its log-softmax, or its log-odds (rows may repeat the
@@ -196,33 +209,24 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     tie_drive = settings.get("tie_drive")
 
     def choose() -> torch.Tensor:
-        """Every row's best value of each of the source's grids in turn (f0; for "prosody" then
-        rate, pause, syllables per phrase), the other parameters fixed; the score per row. Equal
-        scores go to the first value of the grid; with `tie_drive`, scores within TIE go to the
-        value that scores higher with the signal's gain times `tie_drive`: a class at its ceiling
-        (the heads' sigmoids saturated) scores the same for every value, the attenuated signal
-        not."""
+        """Every row's value of each of the source's grids in turn (f0; for "prosody" then rate,
+        pause, syllables per phrase), the other parameters fixed, by `pick_on_grid`; the score
+        per row."""
         with torch.no_grad():
             for name, grid in source.grids().items():
-                best, low_best, choice = None, None, getattr(source, f"{name}_index")
-                for g in range(len(grid)):
-                    index = torch.full_like(choice, g)
-                    value = score(source.render_choice(name, index))
-                    if tie_drive:
-                        source.drive = tie_drive
-                        low = score(source.render_choice(name, index))
+                values = [torch.full_like(getattr(source, f"{name}_index"), g)
+                          for g in range(len(grid))]
+                scores = torch.stack([score(source.render_choice(name, v)) for v in values])
+                low = None
+                if tie_drive:  # the same values with the signal attenuated
+                    source.drive = tie_drive
+                    try:
+                        low = torch.stack([score(source.render_choice(name, v)) for v in values])
+                    finally:
                         source.drive = 1.0
-                    if best is None:
-                        better = torch.ones_like(value, dtype=torch.bool)
-                    elif tie_drive:
-                        better = (value > best + TIE) | ((value >= best - TIE) & (low > low_best))
-                    else:
-                        better = value > best
-                    if tie_drive:
-                        low_best = low if low_best is None else torch.where(better, low, low_best)
-                    best = value if best is None else torch.where(better, value, best)
-                    choice = torch.where(better, index, choice)
-                setattr(source, f"{name}_index", choice)
+                pick = pick_on_grid(scores, low)
+                setattr(source, f"{name}_index", pick)
+                best = scores.gather(0, pick[None])[0]
         return best
 
     # "speech", "prosody": the grids chosen at the start, when the starts are cut to the best one

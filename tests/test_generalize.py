@@ -9,7 +9,7 @@ from torch import nn
 
 from analysis.acoustics import dominant_frequency, pause_duration_ms, syllable_rate_hz
 from analysis.generalize import (F0_GRID, METHOD_DEFAULTS, PAUSE_GRID, PHRASE_GRID, RATE_GRID,
-                                 TIE, cue_checks, demo_cues, generalize)
+                                 TIE, cue_checks, demo_cues, generalize, pick_on_grid)
 from analysis.shaped import ProsodySignal, SourceFilterSignal, gain_order, syllable_train
 from raylab.models import build_model
 
@@ -269,13 +269,7 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
             scores = torch.stack([log_odds(every.render_choice(name, i)) for i in every_value])
             low = torch.stack([attenuated(name, i) for i in every_value])  # (values, rows)
             spread.append(float((scores.amax(0) - scores.amin(0)).max()))
-            pick, row = torch.zeros_like(classes), torch.arange(len(classes))
-            for g in range(1, len(grid)):  # a higher score, or a tie and a higher attenuated one
-                now = scores[pick, row]
-                better = (scores[g] > now + TIE) | ((scores[g] >= now - TIE)
-                                                     & (low[g] > low[pick, row]))
-                pick = torch.where(better, g, pick)
-            setattr(every, f"{name}_index", pick)
+            setattr(every, f"{name}_index", pick_on_grid(scores, low))
         best = log_odds(every()).view(starts, rows).argmax(0)
         for c, key in enumerate(targets):
             row = int(best[c]) * rows + c
@@ -287,3 +281,20 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
                                           "phrase": PHRASE_GRID[int(every.phrase_index[row])]}
             assert result.gain[key] == pytest.approx(every.peak_gain()[row, 0].item())
     assert min(spread) > 1e-3, spread  # every grid changes some class's score
+
+
+def test_a_tie_on_a_grid_goes_to_the_value_the_attenuated_signal_prefers():
+    """Rows (columns) of scores over four grid values: a clear winner keeps it whatever the
+    attenuated scores say; values within TIE of the best are told apart by the attenuated
+    scores (a value just under the best can win, one more than TIE under cannot); equal
+    attenuated scores go to the first; without attenuated scores the first highest wins."""
+    scores = torch.tensor([[0.0, 1.0, 1.0, 1.0],
+                           [2.0, 1.0 + TIE / 2, 1.0, 1.0],
+                           [0.0, 1.0, 1.0, 1.0 - 2 * TIE],
+                           [1.0, 1.0, 1.0, 1.0]])  # (values, rows)
+    low = torch.tensor([[5.0, 0.1, 0.5, 0.3],
+                        [0.0, 0.2, 0.5, 0.3],
+                        [0.0, 0.9, 0.5, 0.9],
+                        [0.0, 0.0, 0.5, 0.3]])
+    assert pick_on_grid(scores, low).tolist() == [1, 2, 0, 0]
+    assert pick_on_grid(scores).tolist() == [1, 1, 0, 0]
