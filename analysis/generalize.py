@@ -13,6 +13,7 @@ Captum has none; its unreleased `optim` branch and lucent target images).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ import torch
 from torch import nn
 
 from raylab import DIMENSIONS, IS10_DIM, NUM_CLASSES, SAMPLE_RATE
+from raylab.errors import DataError
 
 from analysis.acoustics import characteristics, table6, to_markdown
 from analysis.methods import (DEFAULT_METHOD, F0_GRID, METHOD_DEFAULTS, METHODS, PAUSE_GRID,
                               PHRASE_GRID, RATE_GRID)
+from analysis.prior import PRIOR_WINDOWS, FeaturePrior
 from analysis.shaped import ProsodySignal, ShapedSignal, SourceFilterSignal, jitter
 
 # Table 6 and Figure 5 list arousal first, as the paper does
@@ -91,6 +94,30 @@ class Generalized:
     gain: dict[tuple[str, int], float] = field(default_factory=dict)
     # "prosody" only: the syllable train chosen for each signal (rate_hz, pause_ms, phrase)
     rhythm: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    # with a data prior: each signal's log-density per dimension among the training windows
+    typicality: dict[tuple[str, int], float] = field(default_factory=dict)
+
+
+def held_inputs(model: nn.Module, n: int, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+    """The inputs after the waveform, held while the waveform is optimised: IS10 (ELoR+FTR) at 0,
+    the training mean of the standardised features."""
+    return tuple(torch.zeros(n, int(model.config.get("num_features", IS10_DIM)), device=device)
+                 for _ in model.inputs[1:])
+
+
+def data_prior(target, dataset, device: str = "cpu") -> FeaturePrior:
+    """`analysis.prior` fitted on up to PRIOR_WINDOWS of the windows the network could have seen
+    (not its test speaker's), spread evenly, with their classes."""
+    from analysis import runs
+
+    rows = runs.spread_rows(np.flatnonzero(dataset.speaker != target.fold), PRIOR_WINDOWS)
+    if not len(rows):
+        raise DataError(f"{dataset.path}: the data prior needs training windows, and every window "
+                        f"is the test speaker's ({target.fold})")
+    return FeaturePrior.fit(target.model, dataset.audio[rows],
+                            {dim: dataset.labels(dim)[rows] for dim in TABLE_HEADS},
+                            lambda n: held_inputs(target.model, n, device), device=device,
+                            scale=1 / 32768)
 
 
 def pick_on_grid(scores: torch.Tensor, low: torch.Tensor | None = None,
@@ -131,29 +158,35 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                device: str = "cpu", targets: list[tuple[str, int]] | None = None,
                log_every: int = 50, on_log: Callable[[int, list[float]], None] | None = None,
                method: str = DEFAULT_METHOD, sample_rate: int = SAMPLE_RATE,
-               progress: bool = False) -> Generalized:
+               progress: bool = False, prior: FeaturePrior | None = None) -> Generalized:
     """One generalized signal for every (head, class) in `targets` (default: both heads × classes
     0..4) by `method` (see METHODS; None settings take the method's defaults);
     `on_log(step, objective per signal)` every `log_every` steps; with `progress` a bar of the
-    steps with the mean objective (`raylab.runtime.console.progress`)."""
+    steps with the mean objective (`raylab.runtime.console.progress`). With `prior`
+    (`analysis.prior`; not for "paper", which is eq. 4 unchanged) every score adds the signal's
+    log-density per dimension among the training windows."""
     from raylab.runtime import console
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if prior is not None and method == "paper":
+        raise ValueError("the paper method is eq. (4) unchanged: it takes no data prior")
     settings = {**METHOD_DEFAULTS[method], **{k: v for k, v in
                                                (("steps", steps), ("l2", l2), ("lr", lr))
                                                if v is not None}}
     steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
     targets = targets or [(head, c) for head in TABLE_HEADS for c in range(NUM_CLASSES)]
+    if prior is not None:  # before the network is frozen: a mismatch leaves it as it was
+        prior.check(model, {h for h, _ in targets})
+        prior.to(device)
     model.eval().to(device)
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     rows = len(targets)
-    # IS10 (ELoR+FTR) held at 0: the training mean of the standardised features
+
     def other(n: int) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.zeros(n, int(model.config.get("num_features", IS10_DIM)), device=device)
-                     for _ in model.inputs[1:])
+        return held_inputs(model, n, device)
 
     row_targets, starts, source = list(targets), 1, None  # the target of every optimised row
     if method == "paper":
@@ -201,6 +234,8 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
 
     def score(x: torch.Tensor) -> torch.Tensor:
         value = _target_scores(model(x, *other(len(x))), row_targets, objective_kind)
+        if prior is not None:  # + (1/d) log p(z), z the heads' first hidden layer: analysis.prior
+            value = value + prior.term(row_targets)
         return value - l2 * (x * x).sum(dim=1)  # eq. (4) for "paper", per row
 
     def objective() -> torch.Tensor:
@@ -244,7 +279,10 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
         source.keep(best * rows + torch.arange(rows, device=best.device))
         row_targets = list(targets)
 
+    hooks = contextlib.ExitStack()  # the prior's: removed however the optimisation ends
     try:
+        if prior is not None:
+            hooks.enter_context(prior.watching(model, {h for h, _ in targets}))
         for step in range(steps):
             if step in choose_at:
                 value = choose()
@@ -271,7 +309,9 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
         with torch.no_grad():
             final = signal()
             out = model(final, *other(rows))
+            typicality = prior.term(targets).tolist() if prior is not None else None
     finally:
+        hooks.close()
         if bar is not None:
             bar.close()
         for p, flag in zip(model.parameters(), flags):
@@ -292,7 +332,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
             voicing[(head, c)] = torch.sigmoid(source.voicing[i, 0]).item()
             gain[(head, c)] = source.peak_gain()[i, 0].item()
     return Generalized(signals, logits, probability, history, source_f0_hz, voicing, gain,
-                       rhythm)
+                       rhythm, {} if typicality is None else dict(zip(targets, typicality)))
 
 
 def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
@@ -322,9 +362,11 @@ def cue_checks(signals: dict[tuple[str, int], np.ndarray], sr: int,
 def run_generalize(target, steps: int | None = None, l2: float | None = None,
                    lr: float | None = None, init: str = "noise", seed: int = 0,
                    init_scale: float = 0.01, out: str | None = None, device: str = "cpu",
-                   track: bool = True, method: str = DEFAULT_METHOD, progress: bool = True) -> dict:
+                   track: bool = True, method: str = DEFAULT_METHOD, progress: bool = True,
+                   prior: bool = False) -> dict:
     """`raylab analyze generalize`: ten signals as WAV, Figure 5 PNGs, table6.csv/.md and
-    generalize_summary.json (settings, final logits, cue checks with the network's test UAR)."""
+    generalize_summary.json (settings, final logits, cue checks with the network's test UAR).
+    `prior`: fit `analysis.prior` on the training windows and add it to the objective."""
     import soundfile as sf
 
     from analysis import plots, runs
@@ -336,16 +378,21 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                                                (("steps", steps), ("l2", l2), ("lr", lr))
                                                if v is not None}}
     steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
-    dataset = runs.load_data(target, audio=init == "mean")
+    if prior and method == "paper":
+        raise ValueError("the paper method is eq. (4) unchanged: it takes no data prior")
+    dataset = runs.load_data(target, audio=init == "mean" or prior)
     sr = target.sample_rate
     mean_window = None
     if init == "mean":  # over the windows the network could have seen: not its test speaker's
         train = dataset.audio[dataset.speaker != target.fold]
         mean_window = (train.mean(axis=0, dtype=np.float64) / 32768.0).astype(np.float32)
     start = time.perf_counter()
+    fitted = data_prior(target, dataset, device) if prior else None
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     result = generalize(target.model, int(dataset.meta["window_samples"]), steps, l2, lr, init,
                         seed, init_scale, mean_window, device, log_every=max(1, steps // 10),
-                        method=method, sample_rate=sr, progress=progress)
+                        method=method, sample_rate=sr, progress=progress, prior=fitted)
     seconds = time.perf_counter() - start
     table = table6({(h, c + 1): x for (h, c), x in result.signals.items()}, sr)  # ratings 1-5
     corpus = dataset.meta.get("corpus", "?")
@@ -368,7 +415,13 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
             "phrase_grid": PHRASE_GRID, "max_gain": settings["max_gain"],
             "tie_drive": settings["tie_drive"]}
            if method == "prosody" else {}),
-        "objective": OBJECTIVES[method],
+        "objective": OBJECTIVES[method] + (" + the signal's log-density per dimension among "
+                                           "the training windows (analysis.prior)" if prior else ""),
+        "prior": None if fitted is None else {
+            "space": "pre-activation of each head's first hidden layer", "dim": fitted.dim,
+            "model": "class-conditional Gaussians, shared Ledoit-Wolf covariance",
+            "windows": fitted.windows, "training_median": fitted.reference,
+            "fit_seconds": round(fit_seconds, 1)},
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)],
                                **({"source_f0_hz": result.source_f0_hz[(h, c)],
@@ -376,7 +429,9 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                                    "gain": result.gain[(h, c)]}
                                   if (h, c) in result.source_f0_hz else {}),
                                **({"rhythm": result.rhythm[(h, c)]}
-                                  if (h, c) in result.rhythm else {})}
+                                  if (h, c) in result.rhythm else {}),
+                               **({"log_density_per_dim": result.typicality[(h, c)]}
+                                  if (h, c) in result.typicality else {})}
                   for h, c in result.signals},
         "test_metrics": metrics,
         "history": {"every": max(1, steps // 10), "objective": result.history},
@@ -423,6 +478,13 @@ def format_summary(summary: dict) -> str:
                          f"{key} {v['rhythm']['rate_hz']:g} / {v['rhythm']['pause_ms']:g} / "
                          f"{v['rhythm']['phrase']}"
                          for key, v in summary["final"].items() if "rhythm" in v))
+    if summary.get("prior"):
+        lines.append(f"data prior ({summary['prior']['windows']} training windows): log-density "
+                     "per dimension of each signal among them (training windows' median: "
+                     + ", ".join(f"{h} {v:+.2f}" for h, v in summary["prior"]["training_median"]
+                                 .items()) + "): " + ", ".join(
+                         f"{key} {v['log_density_per_dim']:+.2f}"
+                         for key, v in summary["final"].items() if "log_density_per_dim" in v))
     for check in summary["cues"]:  # Spearman of the rating against the measure
         verdict = "order" if check["ordered"] else "do NOT order"
         rho = "undefined (all equal)" if check["spearman"] is None else f"{check['spearman']:+.2f}"

@@ -227,13 +227,17 @@ def test_the_prosody_signal_keeps_its_choices_with_its_rows():
     torch.testing.assert_close(signal(), x[[4, 1]])
 
 
-def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_the_prosody_method_keeps_the_start_and_choices_it_reports(with_prior):
     """With 0 steps the prosody signals are only chosen: one sweep over f0, rate, pause and
     syllables per phrase (each grid's best value, the others held; a tie goes to the value the
-    attenuated signal scores higher, else to the first), then the best start per class. Done again here by brute force on the same starts, it must give
-    the signal, choices and gain returned. On a random toy ELoR over 2 s (several syllables and
-    pauses), whose scores differ between the grids' values."""
-    from tests.cue_corpus import SECONDS, TOY
+    attenuated signal scores higher, else to the first), then the best start per class. Done
+    again here by brute force on the same starts, it must give the signal, choices and gain
+    returned; with the data prior, every score adds the signal's log-density per dimension. On a
+    random toy ELoR over 2 s (several syllables and pauses), whose scores differ between the
+    grids' values."""
+    from analysis.prior import FeaturePrior
+    from tests.cue_corpus import SECONDS, TOY, corpus
     from tests.cue_corpus import SR as CUE_SR
 
     torch.manual_seed(0)
@@ -241,8 +245,9 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
     net = build_model("elor", input_samples=samples, conv_impl="direct", **TOY).eval()
     targets = [("arousal", c) for c in range(5)]
     settings = METHOD_DEFAULTS["prosody"]
+    prior = FeaturePrior.fit(net, *corpus({"arousal": "rate"}, 100, seed=0)) if with_prior else None
     result = generalize(net, samples, steps=0, seed=0, sample_rate=CUE_SR, targets=targets,
-                        method="prosody")
+                        method="prosody", prior=prior)
     starts, rows = settings["starts"], len(targets)
     every = ProsodySignal(rows * starts, samples, CUE_SR,
                           torch.arange(starts).repeat_interleave(rows), F0_GRID, RATE_GRID,
@@ -253,7 +258,10 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports():
         z = net(x)["arousal"]
         own = z.gather(1, classes[:, None])[:, 0]
         others = z.masked_fill(torch.nn.functional.one_hot(classes, 5).bool(), -torch.inf)
-        return own - torch.logsumexp(others, 1)
+        if prior is None:
+            return own - torch.logsumexp(others, 1)
+        hidden = net.heads["arousal"].fc1(net.features(x))
+        return own - torch.logsumexp(others, 1) + prior.log_density("arousal", hidden)
 
     def attenuated(name: str, index: torch.Tensor) -> torch.Tensor:
         every.drive = settings["tie_drive"]
