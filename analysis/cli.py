@@ -166,8 +166,8 @@ def register(subparsers, common) -> None:
                    help="std of the initial noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting signals")
     p.add_argument("--prior", action="store_true",
-                   help="add a data prior to the objective: the density of the training windows "
-                        "in the heads' first hidden layer (not with --method paper)")
+                   help="add a data prior to the objective: the density of the other speakers' "
+                        "windows in the heads' first hidden layer (not with --method paper)")
     p.set_defaults(func=generalize)
 
     p = commands.add_parser(

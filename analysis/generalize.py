@@ -94,7 +94,8 @@ class Generalized:
     gain: dict[tuple[str, int], float] = field(default_factory=dict)
     # "prosody" only: the syllable train chosen for each signal (rate_hz, pause_ms, phrase)
     rhythm: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
-    # with a data prior: each signal's log-density per dimension among the training windows
+    # with a data prior: each signal's log-density per dimension (up to a constant) among the
+    # windows the prior was fitted on
     typicality: dict[tuple[str, int], float] = field(default_factory=dict)
 
 
@@ -112,12 +113,15 @@ def data_prior(target, dataset, device: str = "cpu") -> FeaturePrior:
 
     rows = runs.spread_rows(np.flatnonzero(dataset.speaker != target.fold), PRIOR_WINDOWS)
     if not len(rows):
-        raise DataError(f"{dataset.path}: the data prior needs training windows, and every window "
-                        f"is the test speaker's ({target.fold})")
-    return FeaturePrior.fit(target.model, dataset.audio[rows],
-                            {dim: dataset.labels(dim)[rows] for dim in TABLE_HEADS},
-                            lambda n: held_inputs(target.model, n, device), device=device,
-                            scale=1 / 32768)
+        raise DataError(f"{dataset.path}: the data prior needs windows of other speakers, and "
+                        f"every window is the test speaker's ({target.fold})")
+    try:
+        return FeaturePrior.fit(target.model, dataset.audio[rows],
+                                {dim: dataset.labels(dim)[rows] for dim in TABLE_HEADS},
+                                lambda n: held_inputs(target.model, n, device), device=device,
+                                scale=1 / 32768)
+    except ValueError as err:  # e.g. no class with two windows
+        raise DataError(f"{dataset.path}: {err}") from err
 
 
 def pick_on_grid(scores: torch.Tensor, low: torch.Tensor | None = None,
@@ -164,7 +168,7 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     `on_log(step, objective per signal)` every `log_every` steps; with `progress` a bar of the
     steps with the mean objective (`raylab.runtime.console.progress`). With `prior`
     (`analysis.prior`; not for "paper", which is eq. 4 unchanged) every score adds the signal's
-    log-density per dimension among the training windows."""
+    log-density per dimension among the windows the prior was fitted on."""
     from raylab.runtime import console
 
     if method not in METHODS:
@@ -176,7 +180,12 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
                                                if v is not None}}
     steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
     targets = targets or [(head, c) for head in TABLE_HEADS for c in range(NUM_CLASSES)]
-    if prior is not None:  # before the network is frozen: a mismatch leaves it as it was
+    # every check before the network is frozen: a bad argument leaves it as it was
+    if method == "paper" and init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if method == "paper" and init == "mean" and mean_window is None:
+        raise ValueError("init 'mean' needs the dataset's mean window")
+    if prior is not None:
         prior.check(model, {h for h, _ in targets})
         prior.to(device)
     model.eval().to(device)
@@ -191,14 +200,10 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     row_targets, starts, source = list(targets), 1, None  # the target of every optimised row
     if method == "paper":
         if init == "mean":
-            if mean_window is None:
-                raise ValueError("init 'mean' needs the dataset's mean window")
             start = torch.as_tensor(np.asarray(mean_window, np.float32)).expand(rows, samples).clone()
-        elif init == "noise":
+        else:  # "noise"
             gen = torch.Generator().manual_seed(seed)
             start = torch.randn(rows, samples, generator=gen) * init_scale
-        else:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         x = start.clamp(-1, 1).to(device).requires_grad_(True)  # (R, T)
         signal, render = (lambda: x), (lambda: x)
         params = lambda: [x]  # noqa: E731
@@ -366,7 +371,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                    prior: bool = False) -> dict:
     """`raylab analyze generalize`: ten signals as WAV, Figure 5 PNGs, table6.csv/.md and
     generalize_summary.json (settings, final logits, cue checks with the network's test UAR).
-    `prior`: fit `analysis.prior` on the training windows and add it to the objective."""
+    `prior`: fit `analysis.prior` on the other speakers' windows and add it to the objective."""
     import soundfile as sf
 
     from analysis import plots, runs
@@ -416,11 +421,12 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
             "tie_drive": settings["tie_drive"]}
            if method == "prosody" else {}),
         "objective": OBJECTIVES[method] + (" + the signal's log-density per dimension among "
-                                           "the training windows (analysis.prior)" if prior else ""),
+                                           "the other speakers' windows (analysis.prior)"
+                                           if prior else ""),
         "prior": None if fitted is None else {
             "space": "pre-activation of each head's first hidden layer", "dim": fitted.dim,
             "model": "class-conditional Gaussians, shared Ledoit-Wolf covariance",
-            "windows": fitted.windows, "training_median": fitted.reference,
+            "windows": fitted.windows, "windows_median": fitted.reference,
             "fit_seconds": round(fit_seconds, 1)},
         "final": {f"{h} {c + 1}": {"logit": result.logits[(h, c)],
                                "probability": result.probability[(h, c)],
@@ -479,9 +485,10 @@ def format_summary(summary: dict) -> str:
                          f"{v['rhythm']['phrase']}"
                          for key, v in summary["final"].items() if "rhythm" in v))
     if summary.get("prior"):
-        lines.append(f"data prior ({summary['prior']['windows']} training windows): log-density "
-                     "per dimension of each signal among them (training windows' median: "
-                     + ", ".join(f"{h} {v:+.2f}" for h, v in summary["prior"]["training_median"]
+        lines.append(f"data prior ({summary['prior']['windows']} windows of the other speakers): "
+                     "log-density per dimension of each signal among them, up to a constant (the "
+                     "windows' own median: "
+                     + ", ".join(f"{h} {v:+.2f}" for h, v in summary["prior"]["windows_median"]
                                  .items()) + "): " + ", ".join(
                          f"{key} {v['log_density_per_dim']:+.2f}"
                          for key, v in summary["final"].items() if "log_density_per_dim" in v))

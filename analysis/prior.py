@@ -1,5 +1,5 @@
-"""A data prior for generalized signals: how probable a signal is among the training windows, in the
-network's own feature space.
+"""A data prior for generalized signals: how probable a signal is among the windows of the speakers
+the network learned from (training and validation), in the network's own feature space.
 
 Activation maximisation climbs log p(c | x), which inputs unlike any training window can reach:
 the cue networks' longest-pause class reaches its ceiling with slow syllables and no pause at
@@ -14,7 +14,7 @@ covariance shrunk by Ledoit-Wolf (scikit-learn), the classes weighted equally.
 The term added to a signal's objective (the class's log-odds or log-softmax, not log p(c | x)
 itself) is the log-density per dimension, (1/d) · log Σ_k exp(−½ D_k(z)) with D_k the Mahalanobis
 distance to class k's mean and d the layer's width: at most log(K)/d, near a class mean. The
-training windows' median is kept as `reference`; a signal above it is more central than a typical
+windows' own median is kept as `reference`; a signal above it is more central than a typical
 window, one far below it is unlike the data. The scale 1/d comes from the width alone, not from the
 validation corpus (the README gives the sweep).
 
@@ -42,7 +42,7 @@ class FeaturePrior:
     means: dict[str, torch.Tensor]
     precision: dict[str, torch.Tensor]
     windows: int  # the windows the fit used (those of a class with two or more)
-    reference: dict[str, float] = field(default_factory=dict)  # the training windows' median term
+    reference: dict[str, float] = field(default_factory=dict)  # the fitted windows' median term
     captured: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
@@ -54,8 +54,8 @@ class FeaturePrior:
             other: Callable[[int], tuple[torch.Tensor, ...]] = lambda n: (),
             batch: int = 64, device: str = "cpu", scale: float = 1.0) -> "FeaturePrior":
         """Fit on `windows` (N, T) waveforms, times `scale` as the network takes them (int16 as
-        stored: 1/32768), with their class per head in `labels`; `other(n)` gives the network's other inputs (ELoR+FTR: the IS10
-        features held as the generalized signals hold them)."""
+        stored: 1/32768), with their class per head in `labels`; `other(n)` gives the network's
+        other inputs (ELoR+FTR: the IS10 features held as the generalized signals hold them)."""
         from sklearn.covariance import LedoitWolf
 
         if len(windows) == 0:
@@ -109,17 +109,19 @@ class FeaturePrior:
             self.captured.clear()
 
     def check(self, model: nn.Module, heads) -> None:
-        """A one-line ValueError unless the prior was fitted on `heads` of a network like
-        `model` (the same width of each head's first hidden layer)."""
+        """A one-line ValueError unless the prior has `heads` and each is as wide as `model`'s
+        first hidden layer (a prior of another network of the same width is not detected)."""
         for head in heads:
+            if head not in model.heads:
+                raise ValueError(f"the network has no {head} head")
             if head not in self.means:
                 raise ValueError(f"the data prior has no {head} head (fitted: "
                                  f"{', '.join(sorted(self.means))})")
             width = model.heads[head].fc1.out_features
             if self.means[head].shape[1] != width:
                 raise ValueError(f"the data prior's {head} head has width "
-                                 f"{self.means[head].shape[1]}, the network's {width}: fitted on "
-                                 "another network")
+                                 f"{self.means[head].shape[1]}, the network's {width}: the width "
+                                 "differs")
 
     def to(self, device: str | torch.device) -> "FeaturePrior":
         """The prior with its means and precisions on `device`."""

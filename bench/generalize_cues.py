@@ -4,8 +4,8 @@ For every method and seed: `analysis.generalize.generalize` on the run's network
 Spearman ρ between class and each cue measure (`analysis.generalize.demo_cues`), as a table.
 With `--prior` the methods other than paper add the data prior, fitted on the run's training
 windows as `raylab analyze generalize --prior` does.
-Usage: python bench/generalize_cues.py RUN [--methods prosody,speech,paper] [--seeds 0,1,2] [--steps N]
-       [--prior]
+Usage: python bench/generalize_cues.py RUN [--methods prosody,speech,paper] [--seeds 0,1,2]
+       [--steps N] [--prior]
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def main() -> None:
                                 prior=None if method == "paper" else prior)
             seconds = time.perf_counter() - start
             for check in cue_checks(result.signals, sr, demo_cues(), min_rho=0.9):
-                row = {"method": method, "seed": seed, "prior": args.prior and method != "paper", "seconds": round(seconds, 1), **check}
+                row = {"method": method, "seed": seed, "prior": args.prior and method != "paper",
+                       "seconds": round(seconds, 1), **check}
                 rows.append(row)
                 rho = "undef" if check["spearman"] is None else f"{check['spearman']:+.2f}"
                 print(f"{method:7s} seed {seed}  {check['dimension']:8s} {check['measure']:17s} "

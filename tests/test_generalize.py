@@ -95,6 +95,9 @@ def test_mean_initialisation_starts_from_the_mean_window(tone_net):
         np.testing.assert_array_equal(signal, mean)
     with pytest.raises(ValueError, match="mean window"):
         generalize(tone_net, T, steps=1, init="mean", method="paper")
+    with pytest.raises(ValueError, match="init must be one of"):
+        generalize(tone_net, T, steps=1, init="zeros", method="paper")
+    assert all(p.requires_grad for p in tone_net.parameters())  # checked before freezing
 
 
 def test_l2_term_shrinks_the_signal(tone_net):
@@ -289,6 +292,10 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports(with_prior):
                                           "phrase": PHRASE_GRID[int(every.phrase_index[row])]}
             assert result.gain[key] == pytest.approx(every.peak_gain()[row, 0].item())
     assert min(spread) > 1e-3, spread  # every grid changes some class's score
+    if with_prior:  # the prior changes some choice: the replay above told the two apart
+        plain = generalize(net, samples, steps=0, seed=0, sample_rate=CUE_SR, targets=targets,
+                           method="prosody")
+        assert (plain.rhythm, plain.source_f0_hz) != (result.rhythm, result.source_f0_hz)
 
 
 def test_a_tie_on_a_grid_goes_to_the_value_the_attenuated_signal_prefers():
