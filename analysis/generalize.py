@@ -14,6 +14,7 @@ Captum has none; its unreleased `optim` branch and lucent target images).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -51,10 +52,10 @@ OBJECTIVES = {"paper": "class logit (pre-softmax) - l2 * ||x||^2 (eq. 4), on raw
                          f"to {_PROSODY['shift_ms']:g} ms and scaled by up to {JITTER_DB:g} dB "
                          "(new draw every step), on tanh(gain x syllable train x filtered "
                          "harmonic-plus-noise source); the best of "
-                         f"{_PROSODY['starts']} gain starts per class, f0, syllable rate, pause "
-                         "and syllables per phrase each chosen from a grid by evaluation (a tie "
-                         f"goes to the value scoring higher at {_PROSODY['tie_drive']:g} of the "
-                         "gain)"}
+                         f"{_PROSODY['starts']} gain starts per class; f0, then syllable rate "
+                         "and pause together (every pair), then syllables per phrase chosen from "
+                         "grids by evaluation (a tie goes to the values scoring higher at "
+                         f"{_PROSODY['tie_drive']:g} of the gain)"}
 CHANCE_UAR, LEARNED_MARGIN = 0.2, 0.1  # a head whose test UAR is under 0.3 is taken as at chance
 # Which acoustic measure reads each planted cue of the demo corpus (raylab.data.corpora.demo.CUES);
 # pause jitter has no measure here.
@@ -249,23 +250,31 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     tie_drive = settings.get("tie_drive")
 
     def choose() -> torch.Tensor:
-        """Every row's value of each of the source's grids in turn (f0; for "prosody" then rate,
-        pause, syllables per phrase), the other parameters fixed, by `pick_on_grid`; the score
-        per row."""
+        """Every row's values of the source's grids, choice by choice (`choices()`: f0; for
+        "prosody" then rate and pause together, then syllables per phrase), every combination of
+        a choice's values evaluated with the other parameters fixed, picked by `pick_on_grid`;
+        the score per row."""
+        grids = source.grids()
         with torch.no_grad():
-            for name, grid in source.grids().items():
-                values = [torch.full_like(getattr(source, f"{name}_index"), g)
-                          for g in range(len(grid))]
-                scores = torch.stack([score(source.render_choice(name, v)) for v in values])
-                low = None
+            for names in source.choices():
+                combos = list(itertools.product(*(range(len(grids[n])) for n in names)))
+
+                def scored() -> torch.Tensor:  # (combinations, rows)
+                    return torch.stack([score(source.render_choice(
+                        {n: torch.full_like(getattr(source, f"{n}_index"), g)
+                         for n, g in zip(names, combo)})) for combo in combos])
+
+                scores, low = scored(), None
                 if tie_drive:  # the same values with the signal attenuated
                     source.drive = tie_drive
                     try:
-                        low = torch.stack([score(source.render_choice(name, v)) for v in values])
+                        low = scored()
                     finally:
                         source.drive = 1.0
                 pick = pick_on_grid(scores, low)
-                setattr(source, f"{name}_index", pick)
+                table = torch.tensor(combos, dtype=torch.long, device=pick.device)
+                for j, n in enumerate(names):
+                    setattr(source, f"{n}_index", table[pick, j].clone())
                 best = scores.gather(0, pick[None])[0]
         return best
 

@@ -10,7 +10,7 @@ DEFAULT_METHOD = "prosody"
 # class wins, and the signal with it), `starts` envelope starts per class optimised together for
 # the first `explore` of the steps, then only the best one; f0 chosen from F0_GRID by evaluation;
 # "prosody": analysis.shaped's ProsodySignal, as "speech" but the envelope is a syllable train
-# whose rate, pause and syllables per phrase are chosen from grids by evaluation like f0, the
+# whose rate and pause (together) and syllables per phrase are chosen from grids by evaluation, the
 # starts differ by their gain only, and ties on a grid go to the value that scores higher with the
 # signal at `tie_drive` of its gain.
 METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objective": "logit"},

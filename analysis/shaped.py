@@ -19,7 +19,7 @@ and measured for Table 6 is `render()` itself.
 `SourceFilterSignal` (the "speech" method) replaces the noise carrier with a filtered harmonic-plus-
 noise source whose f0 is chosen from a grid; `ProsodySignal` (the "prosody" method, the default)
 also replaces the learned envelope with a syllable train whose rate, pause and phrase length are
-chosen from grids the same way.
+chosen from grids the same way (rate and pause together).
 """
 from __future__ import annotations
 
@@ -172,19 +172,27 @@ class SourceFilterSignal(ShapedSignal):
         `<name>_index[r]`."""
         return {"f0": self.f0_grid}
 
+    def choices(self) -> list[tuple[str, ...]]:
+        """The grids chosen by evaluation, in order; the grids of one tuple are chosen together,
+        every combination of their values evaluated."""
+        return [("f0",)]
+
     def chosen(self) -> dict[str, list[float]]:
         """Every row's chosen value of each grid."""
         return {name: [float(grid[int(i)]) for i in getattr(self, f"{name}_index")]
                 for name, grid in self.grids().items()}
 
-    def render_choice(self, name: str, index: torch.Tensor) -> torch.Tensor:
-        """The signal with every row's `name` index set to `index`, the rest as they are."""
-        old = getattr(self, f"{name}_index")
-        setattr(self, f"{name}_index", index)
+    def render_choice(self, choice: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The signal with every row's index of each grid in `choice` ({name: (R,) indices}) set
+        as given, the rest as they are."""
+        old = {name: getattr(self, f"{name}_index") for name in choice}
+        for name, index in choice.items():
+            setattr(self, f"{name}_index", index)
         try:
             return self.forward()
         finally:
-            setattr(self, f"{name}_index", old)
+            for name, index in old.items():
+                setattr(self, f"{name}_index", index)
 
     def peak_gain(self) -> torch.Tensor:
         """Every row's gain (R, 1): the factor on the unit-RMS carrier inside tanh."""
@@ -222,9 +230,10 @@ def syllable_train(samples: int, sample_rate: int, rate_hz: torch.Tensor, pause_
 
 class ProsodySignal(SourceFilterSignal):
     """`SourceFilterSignal` whose envelope is a syllable train (`syllable_train`): speaking rate,
-    pause between phrases and syllables per phrase, each chosen from a grid like f0 (in
-    `rate_index`, `pause_index`, `phrase_index` into `grids()`), none learned by gradient (a
-    pause or a syllable boundary has no useful gradient with respect to its position either).
+    pause between phrases and syllables per phrase, chosen from grids like f0 (in `rate_index`,
+    `pause_index`, `phrase_index` into `grids()`; rate and pause together, `choices()`), none
+    learned by gradient (a pause or a syllable boundary has no useful gradient with respect to
+    its position either).
     What is learned is the filter, the voicing and the gain. x(t) = tanh(gain · train(t) ·
     carrier(t)) with gain = max_gain · sigmoid(θ): the carrier has unit RMS and a crest factor of
     3-4, so a gain up to 0.5 clips only its peaks, where a free gain grew to 1.3-1.8 and clipped
@@ -255,6 +264,13 @@ class ProsodySignal(SourceFilterSignal):
     def grids(self) -> dict[str, tuple[float, ...]]:
         return {"f0": self.f0_grid, "rate": self.rate_grid, "pause": self.pause_grid,
                 "phrase": self.phrase_grid}
+
+    def choices(self) -> list[tuple[str, ...]]:
+        """f0, then rate and pause together, then syllables per phrase. Rate and pause both set
+        where the energy gaps fall (slow syllables leave gaps like pauses), so chosen one after
+        the other they stuck where the first choice left the second: on the cue corpus the
+        longest-pause class kept no pause at all (README)."""
+        return [("f0",), ("rate", "pause"), ("phrase",)]
 
     def peak_gain(self) -> torch.Tensor:
         return self.max_gain * torch.sigmoid(self.gain)

@@ -221,8 +221,16 @@ def test_the_prosody_signal_keeps_its_choices_with_its_rows():
     x = signal()
     assert x.shape == (6, T) and x.abs().max() < 1.0
     # rendering with one grid changed leaves the signal's own choice in place
-    other = signal.render_choice("rate", torch.zeros(6, dtype=torch.long))
+    other = signal.render_choice({"rate": torch.zeros(6, dtype=torch.long)})
     assert not torch.equal(other, x) and torch.equal(signal(), x)
+    # and with two: as if both were set, and both are put back
+    saved = signal.rate_index, signal.pause_index
+    signal.rate_index, signal.pause_index = torch.full((6,), 13), torch.full((6,), 2)
+    expected = signal()
+    signal.rate_index, signal.pause_index = saved
+    both = signal.render_choice({"rate": torch.full((6,), 13), "pause": torch.full((6,), 2)})
+    assert torch.equal(both, expected) and torch.equal(signal(), x)
+    assert signal.choices() == [("f0",), ("rate", "pause"), ("phrase",)]
     signal.keep(torch.tensor([4, 1]))
     chosen = signal.chosen()
     assert chosen["rate"] == [RATE_GRID[4], RATE_GRID[1]]
@@ -232,9 +240,10 @@ def test_the_prosody_signal_keeps_its_choices_with_its_rows():
 
 @pytest.mark.parametrize("with_prior", [False, True])
 def test_the_prosody_method_keeps_the_start_and_choices_it_reports(with_prior):
-    """With 0 steps the prosody signals are only chosen: one sweep over f0, rate, pause and
-    syllables per phrase (each grid's best value, the others held; a tie goes to the value the
-    attenuated signal scores higher, else to the first), then the best start per class. Done
+    """With 0 steps the prosody signals are only chosen: f0, then rate and pause together
+    (every pair), then syllables per phrase (each choice's best values, the others held; a tie
+    goes to the values the attenuated signal scores higher, else to the first), then the best
+    start per class. Done
     again here by brute force on the same starts, it must give the signal, choices and gain
     returned; with the data prior, every score adds the signal's log-density per dimension. On a
     random toy ELoR over 2 s (several syllables and pauses), whose scores differ between the
@@ -266,21 +275,33 @@ def test_the_prosody_method_keeps_the_start_and_choices_it_reports(with_prior):
         hidden = net.heads["arousal"].fc1(net.features(x))
         return own - torch.logsumexp(others, 1) + prior.log_density("arousal", hidden)
 
-    def attenuated(name: str, index: torch.Tensor) -> torch.Tensor:
-        every.drive = settings["tie_drive"]
-        try:
-            return log_odds(every.render_choice(name, index))
-        finally:
+    def scores_of(options: list[dict[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(options, rows) log-odds with each option's grid indices set in every row, at full
+        and at attenuated gain."""
+        full, low = [], []
+        for option in options:
+            saved = {n: getattr(every, f"{n}_index") for n in option}
+            for n, g in option.items():
+                setattr(every, f"{n}_index", torch.full_like(classes, g))
+            full.append(log_odds(every()))
+            every.drive = settings["tie_drive"]
+            low.append(log_odds(every()))
             every.drive = 1.0
+            for n, index in saved.items():
+                setattr(every, f"{n}_index", index)
+        return torch.stack(full), torch.stack(low)
 
     spread = []
     with torch.no_grad():
-        for name, grid in every.grids().items():
-            every_value = [torch.full_like(classes, g) for g in range(len(grid))]
-            scores = torch.stack([log_odds(every.render_choice(name, i)) for i in every_value])
-            low = torch.stack([attenuated(name, i) for i in every_value])  # (values, rows)
+        for options in ([{"f0": g} for g in range(len(F0_GRID))],
+                        [{"rate": r, "pause": p} for r in range(len(RATE_GRID))
+                         for p in range(len(PAUSE_GRID))],
+                        [{"phrase": g} for g in range(len(PHRASE_GRID))]):
+            scores, low = scores_of(options)
             spread.append(float((scores.amax(0) - scores.amin(0)).max()))
-            setattr(every, f"{name}_index", pick_on_grid(scores, low))
+            pick = pick_on_grid(scores, low)
+            for n in options[0]:
+                setattr(every, f"{n}_index", torch.tensor([options[int(i)][n] for i in pick]))
         best = log_odds(every()).view(starts, rows).argmax(0)
         for c, key in enumerate(targets):
             row = int(best[c]) * rows + c
