@@ -72,13 +72,12 @@ def generalize(args) -> int:
     if args.init != "noise" and args.method != "paper":
         raise ConfigError(f"--init {args.init} goes with --method paper; {args.method} starts from "
                           "its own seeded parameters")
-    if args.prior and args.method == "paper":
-        raise ConfigError("--prior goes with --method prosody, speech or shaped; paper is eq. (4) "
-                          "unchanged")
+    if args.no_prior and not METHOD_DEFAULTS[args.method].get("prior"):
+        raise ConfigError(f"--no-prior goes with --method prosody; {args.method} has no data prior")
     target = _target(args)
     summary = run_generalize(target, args.steps, args.l2, args.lr, args.init, args.seed,
                              args.init_scale, args.out, _device(args), track=not args.no_track,
-                             method=args.method, prior=args.prior)
+                             method=args.method, prior=False if args.no_prior else None)
     print(format_summary(summary))
     _print_mlflow(target, summary)
     return 0
@@ -165,9 +164,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--init-scale", type=float, default=0.01, metavar="S",
                    help="std of the initial noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting signals")
-    p.add_argument("--prior", action="store_true",
-                   help="add a data prior to the objective: the density of the other speakers' "
-                        "windows in the heads' first hidden layer (not with --method paper)")
+    p.add_argument("--no-prior", action="store_true",
+                   help="prosody without its data prior (the density of the other speakers' "
+                        "windows in the heads' first hidden layer, added to the objective)")
     p.set_defaults(func=generalize)
 
     p = commands.add_parser(

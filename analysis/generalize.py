@@ -377,10 +377,11 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                    lr: float | None = None, init: str = "noise", seed: int = 0,
                    init_scale: float = 0.01, out: str | None = None, device: str = "cpu",
                    track: bool = True, method: str = DEFAULT_METHOD, progress: bool = True,
-                   prior: bool = False) -> dict:
+                   prior: bool | None = None) -> dict:
     """`raylab analyze generalize`: ten signals as WAV, Figure 5 PNGs, table6.csv/.md and
     generalize_summary.json (settings, final logits, cue checks with the network's test UAR).
-    `prior`: fit `analysis.prior` on the other speakers' windows and add it to the objective."""
+    `prior`: fit `analysis.prior` on the other speakers' windows and add it to the objective
+    (None: the method's default, on for "prosody")."""
     import soundfile as sf
 
     from analysis import plots, runs
@@ -392,6 +393,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                                                (("steps", steps), ("l2", l2), ("lr", lr))
                                                if v is not None}}
     steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
+    prior = settings.get("prior", False) if prior is None else prior
     if prior and method == "paper":
         raise ValueError("the paper method is eq. (4) unchanged: it takes no data prior")
     dataset = runs.load_data(target, audio=init == "mean" or prior)

@@ -2,10 +2,10 @@
 
 For every method and seed: `analysis.generalize.generalize` on the run's network, then the
 Spearman ρ between class and each cue measure (`analysis.generalize.demo_cues`), as a table.
-With `--prior` the methods other than paper add the data prior, fitted on the run's training
-windows as `raylab analyze generalize --prior` does.
+Methods with a data prior by default (prosody) fit it on the run's windows of the other speakers,
+as `raylab analyze generalize` does; `--no-prior` leaves it out.
 Usage: python bench/generalize_cues.py RUN [--methods prosody,speech,paper] [--seeds 0,1,2]
-       [--steps N] [--prior]
+       [--steps N] [--no-prior]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from raylab import NUM_CLASSES
 
 def main() -> None:
     from analysis import runs
-    from analysis.generalize import cue_checks, data_prior, demo_cues, generalize
+    from analysis.generalize import METHOD_DEFAULTS, cue_checks, data_prior, demo_cues, generalize
     from raylab.runtime.settings import results_dir
 
     parser = argparse.ArgumentParser()
@@ -30,15 +30,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="default: each method's")
     parser.add_argument("--heads", default="arousal,valence", help="heads whose signals to make")
     parser.add_argument("--json", help="write the rows here")
-    parser.add_argument("--prior", action="store_true",
-                        help="add the data prior (not to the paper method)")
+    parser.add_argument("--no-prior", action="store_true", help="leave out the data prior")
     args = parser.parse_args()
     torch.set_num_threads(1)
     target = runs.resolve(args.run, None, None, results_dir(None))
-    dataset = runs.load_data(target, audio=args.prior)
+    with_prior = {m: bool(METHOD_DEFAULTS[m].get("prior")) and not args.no_prior
+                  for m in args.methods.split(",")}
+    dataset = runs.load_data(target, audio=any(with_prior.values()))
     samples, sr = int(dataset.meta["window_samples"]), target.sample_rate
     print("test metrics", runs.fold_test_metrics(target), flush=True)
-    prior = data_prior(target, dataset) if args.prior else None
+    prior = data_prior(target, dataset) if any(with_prior.values()) else None
     rows = []
     for method in args.methods.split(","):
         for seed in map(int, args.seeds.split(",")):
@@ -46,10 +47,10 @@ def main() -> None:
             targets = [(h, c) for h in args.heads.split(",") for c in range(NUM_CLASSES)]
             result = generalize(target.model, samples, args.steps, method=method, seed=seed,
                                 sample_rate=sr, targets=targets,
-                                prior=None if method == "paper" else prior)
+                                prior=prior if with_prior[method] else None)
             seconds = time.perf_counter() - start
             for check in cue_checks(result.signals, sr, demo_cues(), min_rho=0.9):
-                row = {"method": method, "seed": seed, "prior": args.prior and method != "paper",
+                row = {"method": method, "seed": seed, "prior": with_prior[method],
                        "seconds": round(seconds, 1), **check}
                 rows.append(row)
                 rho = "undef" if check["spearman"] is None else f"{check['spearman']:+.2f}"

@@ -133,24 +133,24 @@ def test_generalize_by_run_folder_writes_ten_wavs_and_table6(trained, tmp_path, 
                and v["rhythm"]["phrase"] in summary["phrase_grid"]
                for v in summary["final"].values())
     assert "source f0 chosen from the grid" in printed and "syllable train chosen" in printed
-    assert summary["prior"] is None and "log-density" not in summary["objective"]
-    assert not any("log_density_per_dim" in v for v in summary["final"].values())
-    assert "data prior" not in printed
-
-
-def test_generalize_with_the_data_prior(trained, tmp_path, capsys):
-    out = tmp_path / "gen"
-    code = run_cli("generalize", "--run", trained["elor"].run_dir, "--results", trained["results"],
-                   "--steps", 2, "--out", out, "--no-track", "--prior")
-    assert code == 0, capsys.readouterr().err
-    summary = json.loads((out / "generalize_summary.json").read_text())
-    # fitted on the windows of the speakers other than the fold's
+    # the data prior, fitted on the windows of the speakers other than the fold's
     assert summary["prior"]["windows"] == 12 * (len(SPEAKERS) - 1)
     assert summary["prior"]["dim"] == TINY["hidden1"] and "log-density" in summary["objective"]
     assert set(summary["prior"]["windows_median"]) == {"arousal", "valence"}
     ceiling = math.log(5) / TINY["hidden1"]  # log Σ_k exp(−½ D_k) ≤ log 5
     assert all(v["log_density_per_dim"] <= ceiling + 1e-6 for v in summary["final"].values())
-    assert "data prior" in capsys.readouterr().out
+    assert "data prior" in printed
+
+
+def test_generalize_without_the_data_prior(trained, tmp_path, capsys):
+    out = tmp_path / "gen"
+    code = run_cli("generalize", "--run", trained["elor"].run_dir, "--results", trained["results"],
+                   "--steps", 2, "--out", out, "--no-track", "--no-prior")
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "generalize_summary.json").read_text())
+    assert summary["prior"] is None and "log-density" not in summary["objective"]
+    assert not any("log_density_per_dim" in v for v in summary["final"].values())
+    assert "data prior" not in capsys.readouterr().out
 
 
 def test_sanity_by_checkpoint_path(trained, tmp_path, capsys):
@@ -231,7 +231,8 @@ def test_unknown_fold_and_unknown_run_are_clear_errors(trained, tmp_path, capsys
     (["sanity", "--batch-size", "0"], "--batch-size 0: expected a number > 0"),
     (["sanity", "--train-windows", "-3"], "--train-windows -3: expected a number > 0"),
     (["generalize", "--steps", "0"], "--steps 0: expected a number > 0"),
-    (["generalize", "--method", "paper", "--prior"], "--prior goes with --method prosody"),
+    (["generalize", "--method", "paper", "--no-prior"], "--no-prior goes with --method prosody"),
+    (["generalize", "--method", "speech", "--no-prior"], "speech has no data prior"),
 ])
 def test_counts_below_one_are_one_line_errors(argv, message, tmp_path, capsys):
     # checked before the run is looked up: "--run" names nothing
