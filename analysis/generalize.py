@@ -115,14 +115,15 @@ def data_prior(target, dataset, device: str = "cpu") -> FeaturePrior:
     rows = runs.spread_rows(np.flatnonzero(dataset.speaker != target.fold), PRIOR_WINDOWS)
     if not len(rows):
         raise DataError(f"{dataset.path}: the data prior needs windows of other speakers, and "
-                        f"every window is the test speaker's ({target.fold})")
+                        f"every window is the test speaker's ({target.fold}); --no-prior runs "
+                        "without it")
     try:
         return FeaturePrior.fit(target.model, dataset.audio[rows],
                                 {dim: dataset.labels(dim)[rows] for dim in TABLE_HEADS},
                                 lambda n: held_inputs(target.model, n, device), device=device,
                                 scale=1 / 32768)
     except ValueError as err:  # e.g. no class with two windows
-        raise DataError(f"{dataset.path}: {err}") from err
+        raise DataError(f"{dataset.path}: {err}; --no-prior runs without it") from err
 
 
 def pick_on_grid(scores: torch.Tensor, low: torch.Tensor | None = None,
@@ -169,7 +170,8 @@ def generalize(model: nn.Module, samples: int, steps: int | None = None, l2: flo
     `on_log(step, objective per signal)` every `log_every` steps; with `progress` a bar of the
     steps with the mean objective (`raylab.runtime.console.progress`). With `prior`
     (`analysis.prior`; not for "paper", which is eq. 4 unchanged) every score adds the signal's
-    log-density per dimension among the windows the prior was fitted on."""
+    log-density per dimension among the windows the prior was fitted on; the prosody method's
+    default prior is fitted and passed by `run_generalize` (here None means none)."""
     from raylab.runtime import console
 
     if method not in METHODS:

@@ -11,8 +11,8 @@ DEFAULT_METHOD = "prosody"
 # the first `explore` of the steps, then only the best one; f0 chosen from F0_GRID by evaluation;
 # "prosody": analysis.shaped's ProsodySignal, as "speech" but the envelope is a syllable train
 # whose rate and pause (together) and syllables per phrase are chosen from grids by evaluation, the
-# starts differ by their gain only, ties on a grid go to the value that scores higher with the
-# signal at `tie_drive` of its gain, and `prior` (analysis.prior, fitted by `raylab analyze
+# starts differ by their gain only, ties on a grid (or on rate-and-pause pairs) go to the value
+# that scores higher with the signal at `tie_drive` of its gain, and `prior` (analysis.prior, fitted by `raylab analyze
 # generalize` on the other speakers' windows) is added to the objective.
 METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objective": "logit"},
                    "shaped": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_softmax"},

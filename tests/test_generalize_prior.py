@@ -1,5 +1,6 @@
-"""The data prior of `generalize --prior` (analysis.prior): the density of the training windows in
-each head's first hidden layer, added to the objective of the prosody, speech and shaped methods."""
+"""The data prior (analysis.prior; the prosody method's default in `raylab analyze generalize`, any
+method but paper's through `generalize(prior=...)`): the density of the training windows in each
+head's first hidden layer, added to the objective."""
 from __future__ import annotations
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_a_prior_that_does_not_fit_the_network_or_targets_is_a_one_line_error(ne
 
 
 def test_data_prior_fits_the_other_speakers_int16_windows_as_the_network_takes_them(net_and_data):
-    """`analyze generalize --prior`'s fit: the stored int16 audio of every speaker but the test
+    """`analyze generalize`'s prior fit: the stored int16 audio of every speaker but the test
     fold's, scaled as in training, with both heads' labels."""
     from types import SimpleNamespace
 
