@@ -81,8 +81,8 @@ def test_generalize_adds_the_prior_and_reports_each_signal_s_density(net_and_dat
     choice itself), and each signal's reported density is the prior's on that signal."""
     net, clips, labels = net_and_data
     prior = FeaturePrior.fit(net, clips, labels)
-    targets = [("arousal", c) for c in range(5)] + [("valence", 0)]
-    kwargs = dict(steps=4, seed=0, sample_rate=SR, targets=targets)
+    targets = [("arousal", 0), ("arousal", 4), ("valence", 0)]
+    kwargs = dict(steps=1, seed=0, sample_rate=SR, targets=targets)
     plain = generalize(net, SAMPLES, **kwargs)
     with_prior = generalize(net, SAMPLES, prior=prior, **kwargs)
     assert plain.typicality == {} and set(with_prior.typicality) == set(targets)
@@ -160,6 +160,6 @@ def test_elor_ftr_s_prior_holds_the_features_as_generalize_does():
     for k in range(5):
         torch.testing.assert_close(prior.means["arousal"][k], z[y == k].mean(0), rtol=1e-4,
                                    atol=1e-5)
-    result = generalize(net, SAMPLES, steps=2, sample_rate=SR, prior=prior,
+    result = generalize(net, SAMPLES, steps=1, sample_rate=SR, prior=prior,
                         targets=[("arousal", 0), ("valence", 4)])
     assert set(result.typicality) == {("arousal", 0), ("valence", 4)}
