@@ -238,7 +238,7 @@ def test_the_prosody_signal_keeps_its_choices_with_its_rows():
     torch.testing.assert_close(signal(), x[[4, 1]])
 
 
-@pytest.mark.parametrize("with_prior", [False, True])
+@pytest.mark.parametrize("with_prior", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_the_prosody_method_keeps_the_start_and_choices_it_reports(with_prior):
     """With 0 steps the prosody signals are only chosen: f0, then rate and pause together
     (every pair), then syllables per phrase (each choice's best values, the others held; a tie
