@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.methods import DEFAULT_METHOD, METHOD_DEFAULTS, METHODS
+from analysis.methods import DEFAULT_METHOD, METHOD_DEFAULTS, METHODS, with_prior
 from raylab.errors import ConfigError
 
 METHOD_CHOICES = ("guided", "gradient", "integrated", "occlusion")
@@ -72,7 +72,7 @@ def generalize(args) -> int:
     if args.init != "noise" and args.method != "paper":
         raise ConfigError(f"--init {args.init} goes with --method paper; {args.method} starts from "
                           "its own seeded parameters")
-    if args.no_prior and not METHOD_DEFAULTS[args.method].get("prior"):
+    if args.no_prior and not with_prior(args.method):
         raise ConfigError(f"--no-prior goes with --method prosody; {args.method} has no data prior")
     target = _target(args)
     summary = run_generalize(target, args.steps, args.l2, args.lr, args.init, args.seed,

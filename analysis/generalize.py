@@ -29,7 +29,7 @@ from raylab.errors import DataError
 
 from analysis.acoustics import characteristics, table6, to_markdown
 from analysis.methods import (DEFAULT_METHOD, F0_GRID, METHOD_DEFAULTS, METHODS, PAUSE_GRID,
-                              PHRASE_GRID, RATE_GRID)
+                              PHRASE_GRID, RATE_GRID, with_prior)
 from analysis.prior import PRIOR_WINDOWS, FeaturePrior
 from analysis.shaped import ProsodySignal, ShapedSignal, SourceFilterSignal, jitter
 
@@ -395,7 +395,7 @@ def run_generalize(target, steps: int | None = None, l2: float | None = None,
                                                (("steps", steps), ("l2", l2), ("lr", lr))
                                                if v is not None}}
     steps, l2, lr = settings["steps"], settings["l2"], settings["lr"]
-    prior = settings.get("prior", False) if prior is None else prior
+    prior = with_prior(method) if prior is None else prior
     if prior and method == "paper":
         raise ValueError("the paper method is eq. (4) unchanged: it takes no data prior")
     dataset = runs.load_data(target, audio=init == "mean" or prior)

@@ -12,8 +12,8 @@ DEFAULT_METHOD = "prosody"
 # "prosody": analysis.shaped's ProsodySignal, as "speech" but the envelope is a syllable train
 # whose rate and pause (together) and syllables per phrase are chosen from grids by evaluation, the
 # starts differ by their gain only, ties on a grid (or on rate-and-pause pairs) go to the value
-# that scores higher with the signal at `tie_drive` of its gain, and `prior` (analysis.prior, fitted by `raylab analyze
-# generalize` on the other speakers' windows) is added to the objective.
+# that scores higher with the signal at `tie_drive` of its gain, and `prior` (analysis.prior,
+# fitted by `raylab analyze generalize` on the other speakers' windows) is added to the objective.
 METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objective": "logit"},
                    "shaped": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_softmax"},
                    "speech": {"steps": 150, "l2": 0.0, "lr": 0.1, "objective": "log_odds",
@@ -23,6 +23,13 @@ METHOD_DEFAULTS = {"paper": {"steps": 2000, "l2": 1.0e-3, "lr": 1.0e-3, "objecti
                                "starts": 4, "explore": 0.4, "gain_grid": (0.025, 0.45),
                                "max_gain": 0.5, "shift_ms": 300.0, "tie_drive": 0.25,
                                "prior": True}}
+
+
+def with_prior(method: str, no_prior: bool = False) -> bool:
+    """Whether `method` adds the data prior (analysis.prior): its default, unless `no_prior`."""
+    return bool(METHOD_DEFAULTS[method].get("prior")) and not no_prior
+
+
 # f0 candidates of the "speech" and "prosody" methods: third-octave steps from 60 Hz to 960 Hz
 F0_GRID = tuple(round(60.0 * 2 ** (i / 3), 1) for i in range(13))
 # the "prosody" method's syllable train: syllables per second (quarter-octave steps, 1.5 to 14.3),

@@ -20,7 +20,8 @@ from raylab import NUM_CLASSES
 
 def main() -> None:
     from analysis import runs
-    from analysis.generalize import METHOD_DEFAULTS, cue_checks, data_prior, demo_cues, generalize
+    from analysis.generalize import cue_checks, data_prior, demo_cues, generalize
+    from analysis.methods import with_prior as prior_of
     from raylab.runtime.settings import results_dir
 
     parser = argparse.ArgumentParser()
@@ -34,8 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     target = runs.resolve(args.run, None, None, results_dir(None))
-    with_prior = {m: bool(METHOD_DEFAULTS[m].get("prior")) and not args.no_prior
-                  for m in args.methods.split(",")}
+    with_prior = {m: prior_of(m, args.no_prior) for m in args.methods.split(",")}
     dataset = runs.load_data(target, audio=any(with_prior.values()))
     samples, sr = int(dataset.meta["window_samples"]), target.sample_rate
     print("test metrics", runs.fold_test_metrics(target), flush=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.generalize import DEFAULT_METHOD, METHOD_DEFAULTS, cue_checks, generalize
+from analysis.generalize import DEFAULT_METHOD, cue_checks, generalize
+from analysis.methods import with_prior
 from analysis.prior import FeaturePrior
 from tests.cue_corpus import MEASURES, SECONDS, SR, corpus, train_network
 
@@ -91,9 +92,9 @@ def test_each_cue_orders_its_head_s_signals(networks, variant, net, cue):
     heads, model, accuracy, prior = networks[net]
     head = next(h for h, c in heads.items() if c == cue)
     method = variant.removesuffix("-no-prior")
-    with_prior = METHOD_DEFAULTS[method].get("prior") and not variant.endswith("-no-prior")
+    prior_on = with_prior(method, no_prior=variant.endswith("-no-prior"))
     rho = order(model, heads, method, targets=[(head, c) for c in range(5)],
-                prior=prior if with_prior else None)[cue]
+                prior=prior if prior_on else None)[cue]
     assert rho is not None and rho >= 0.9, (f"{variant}: {cue} ρ={rho} (network accuracy "
                                              f"{accuracy})")
 
