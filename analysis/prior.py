@@ -1,9 +1,9 @@
 """A data prior for generalized signals: how probable a signal is among the windows of the speakers
 the network learned from (training and validation), in the network's own feature space.
 
-Activation maximisation climbs log p(c | x), which inputs unlike any training window can reach:
-the cue networks' longest-pause class reaches its ceiling with slow syllables and no pause at
-all. Bayes' rule gives the class-conditional density instead, log p(x | c) = log p(c | x) +
+Activation maximisation climbs log p(c | x), which inputs unlike any training window can reach
+(the README's cue networks, when trained on 1000 clips, reached their longest-pause class's
+ceiling with slow syllables and no pause at all). Bayes' rule gives the class-conditional density instead, log p(x | c) = log p(c | x) +
 log p(x) − log p(c): the signal that maximises it is a probable input of the class, not an
 extreme one. Plug & Play Generative Networks (Nguyen et al. 2017) add log p(x) from a learned prior
 for the same reason. Here p(x) is approximated where the network itself looks: the pre-activation of

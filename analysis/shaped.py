@@ -268,8 +268,8 @@ class ProsodySignal(SourceFilterSignal):
     def choices(self) -> list[tuple[str, ...]]:
         """f0, then rate and pause together, then syllables per phrase. Rate and pause both set
         where the energy gaps fall (slow syllables leave gaps like pauses), so chosen one after
-        the other they stuck where the first choice left the second: on the cue corpus the
-        longest-pause class kept no pause at all (README)."""
+        the other the second stuck where the first choice left it (README: on the cue networks,
+        without the data prior, 9 pairs of 12 in turn against 11 together)."""
         return [("f0",), ("rate", "pause"), ("phrase",)]
 
     def peak_gain(self) -> torch.Tensor:

@@ -61,9 +61,12 @@ TOY = dict(conv1_filters=8, conv1_kernel=16, pool1=4, conv2_filters=8, conv2_ker
            conv3_filters=8, conv3_kernel=4, pool3=4, hidden1=32, hidden2=16, dropout=0.0)
 
 
-def train_network(heads: dict[str, str], n: int = 1000, epochs: int = 10, seed: int = 0):
-    """A toy ELoR trained (Adam; 20-60 s on one thread) on `corpus(heads, n, seed)`; returns the
-    network (eval mode) and its accuracy per head on 200 fresh clips."""
+def train_network(heads: dict[str, str], n: int = 2000, epochs: int = 15, seed: int = 0):
+    """A toy ELoR trained (Adam; 1-2 min on one thread) on `corpus(heads, n, seed)`; returns the
+    network (eval mode) and its accuracy per head on 200 fresh clips. With 1000 clips and 10
+    epochs the pause head learned only 0.765 (seed 0), and its best clip of the longest-pause class
+    reached p 0.76, which signals without a pause reached as well; with 2000 and 15, every head
+    learns 0.985-1.00 (README)."""
     import torch
     from torch import nn
 

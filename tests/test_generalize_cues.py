@@ -7,7 +7,8 @@ The default run has the fast variant (loudness, by the default method with its d
 network trained on fewer clips); `pytest -m slow` runs all four cues by the default method with
 its data prior (analysis.prior, fitted on the training clips, as `raylab analyze generalize` fits
 it on the other speakers' windows), without it (`--no-prior`), and by the paper's method (two
-networks, twelve optimisations: minutes on a busy 2-core machine).
+networks trained for 1-2 min each, twelve optimisations: 6.6 min on a 2-core machine with another
+job beside it).
 """
 from __future__ import annotations
 
@@ -21,27 +22,15 @@ from tests.cue_corpus import MEASURES, SECONDS, SR, corpus, train_network
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 SAMPLES = int(SR * SECONDS)
 NETWORKS = ({"arousal": "loudness", "valence": "pitch"}, {"arousal": "rate", "valence": "pause"})
-# Measured with seed 0 (README "Generalized signals"): where a method misses a cue, and why. Each
-# head ends in two sigmoid layers (the paper's), so a class's log-odds has a ceiling, and many
-# signals reach it: the loudness head's classes end at p 0.78/0.64/0.84/0.80/0.87 by the speech and
-# the prosody method in every seed, the pause head's first and last class at 0.58 and 0.76. There
-# many values of a grid score the same; the prosody method gives the tie to the values that the
-# signal at a quarter of its gain scores higher, and chooses rate and pause together. The data
-# prior (analysis.prior) prefers signals like the training clips.
+# Measured with seed 0 (README "Generalized signals"): where a method misses a cue, and why. The
+# prosody method, with its data prior and without, recovers all four cues at seed 0 (and 11 of the
+# 12 (cue, seed) pairs over seeds 0-2 each); on networks trained on 1000 clips for 10 epochs its
+# pause head learned only 0.765, and pause was a known miss (README).
 KNOWN_MISSES = {
-    ("prosody", "pause"): "ρ +0.82 (seeds 1, 2: -0.22, +0.97): pauses of 0, 80, 160, 170 and "
-                          "160 ms, the longest-pause class at its ceiling (p 0.76); on clips like "
-                          "the corpus's the network orders pauses (README)",
-    ("prosody-no-prior", "pitch"): "ρ +0.70 (seeds 1, 2: +1.00, +0.90): measured F0 151, 255, "
-                                   "1333, 531 and 1142 Hz, the third and fifth a harmonic or a "
-                                   "filter peak",
-    ("prosody-no-prior", "pause"): "ρ +0.40 (seeds 1, 2: +1.00, +1.00): pauses of 0, 80, 160, "
-                                   "170 and 30 ms, the longest-pause class at its ceiling (p "
-                                   "0.76), which it also reaches with almost no pause",
-    ("paper", "loudness"): "ρ -0.60: raw-sample ascent never reaches the loudest class (p 0.01) "
-                           "and its peak amplitudes (0.08-0.38) are not ordered",
-    ("paper", "pitch"): "ρ -0.10: the raw-sample signals' F0 (69-244 Hz) is not ordered",
-    ("paper", "rate"): "ρ -0.10: syllable rates 3.5-5.5 in every class, unordered",
+    ("paper", "loudness"): "ρ -0.30: raw-sample ascent never reaches the loudest class (p 0.00) "
+                           "and its peak amplitudes (0.02-0.23) are not ordered",
+    ("paper", "pitch"): "ρ +0.40: the raw-sample signals' F0 is 71-89 Hz in every class",
+    ("paper", "rate"): "ρ 0.00: syllable rates 5.5-6.0 in every class",
     ("paper", "pause"): "raw-sample ascent makes no pauses at all (ρ undefined)",
 }
 
@@ -58,7 +47,7 @@ def order(model, heads: dict[str, str], method: str, seed: int = 0, steps: int |
     return {heads[c["dimension"]]: c["spearman"] for c in checks}
 
 
-def trained(heads: dict[str, str], n: int = 1000, **kwargs):
+def trained(heads: dict[str, str], n: int = 2000, **kwargs):
     """The network trained on `corpus(heads, n)`, its accuracy, and the data prior fitted on the
     same clips."""
     model, accuracy = train_network(heads, n=n, **kwargs)
@@ -103,4 +92,4 @@ def test_each_cue_orders_its_head_s_signals(networks, variant, net, cue):
 def test_the_networks_learned_their_cues(networks):
     for heads, _, accuracy, _ in networks:
         for head, cue in heads.items():
-            assert accuracy[head] > 0.75, (cue, accuracy)
+            assert accuracy[head] >= 0.95, (cue, accuracy)
