@@ -3,8 +3,8 @@ the network learned from (training and validation), in the network's own feature
 
 Activation maximisation climbs log p(c | x), which inputs unlike any training window can reach
 (the README's cue networks, when trained on 1000 clips, reached their longest-pause class's
-ceiling with slow syllables and no pause at all). Bayes' rule gives the class-conditional density instead, log p(x | c) = log p(c | x) +
-log p(x) − log p(c): the signal that maximises it is a probable input of the class, not an
+ceiling with slow syllables and no pause at all). Bayes' rule gives the class-conditional density
+instead, log p(x | c) = log p(c | x) + log p(x) − log p(c): the signal that maximises it is a probable input of the class, not an
 extreme one. Plug & Play Generative Networks (Nguyen et al. 2017) add log p(x) from a learned prior
 for the same reason. Here p(x) is approximated where the network itself looks: the pre-activation of
 each head's first hidden layer, as class-conditional Gaussians with one shared covariance

@@ -22,10 +22,11 @@ from tests.cue_corpus import MEASURES, SECONDS, SR, corpus, train_network
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 SAMPLES = int(SR * SECONDS)
 NETWORKS = ({"arousal": "loudness", "valence": "pitch"}, {"arousal": "rate", "valence": "pause"})
-# Measured with seed 0 (README "Generalized signals"): where a method misses a cue, and why. The
-# prosody method, with its data prior and without, recovers all four cues at seed 0 (and 11 of the
-# 12 (cue, seed) pairs over seeds 0-2 each); on networks trained on 1000 clips for 10 epochs its
-# pause head learned only 0.765, and pause was a known miss (README).
+# Measured with seed 0 (README "Generalized signals"): where a method misses a cue, and why; only
+# the paper's method misses any. The prosody method recovers all four cues at seed 0, with its data
+# prior and without (over seeds 0-2, 11 (cue, seed) pairs of 12 both ways); when the networks
+# trained on 1000 clips for 10 epochs, the network's pause head learned only 0.765, and pause was a
+# known miss of the prosody method (README).
 KNOWN_MISSES = {
     ("paper", "loudness"): "ρ -0.30: raw-sample ascent never reaches the loudest class (p 0.00) "
                            "and its peak amplitudes (0.02-0.23) are not ordered",
