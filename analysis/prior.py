@@ -1,15 +1,15 @@
 """A data prior for generalized signals: how probable a signal is among the windows of the speakers
 the network learned from (training and validation), in the network's own feature space.
 
-Activation maximisation climbs log p(c | x), which inputs unlike any training window can reach
-(the README's cue networks, when trained on 1000 clips, reached their longest-pause class's
-ceiling with slow syllables and no pause at all). Bayes' rule gives the class-conditional density
-instead, log p(x | c) = log p(c | x) + log p(x) − log p(c): the signal that maximises it is a probable input of the class, not an
-extreme one. Plug & Play Generative Networks (Nguyen et al. 2017) add log p(x) from a learned prior
-for the same reason. Here p(x) is approximated where the network itself looks: the pre-activation of
-each head's first hidden layer, as class-conditional Gaussians with one shared covariance
-(Lee et al. 2018, "A simple unified framework for detecting out-of-distribution samples"), the
-covariance shrunk by Ledoit-Wolf (scikit-learn), the classes weighted equally.
+Activation maximisation climbs log p(c | x), which inputs unlike any training window can reach (the
+README's cue networks, when trained on 1000 clips, reached their longest-pause class's ceiling with
+slow syllables and no pause at all). Bayes' rule gives the class-conditional density instead, log
+p(x | c) = log p(c | x) + log p(x) − log p(c): the signal that maximises it is a probable input of
+the class, not an extreme one. Plug & Play Generative Networks (Nguyen et al. 2017) add log p(x)
+from a learned prior for the same reason. Here p(x) is approximated where the network itself looks:
+the pre-activation of each head's first hidden layer, as class-conditional Gaussians with one shared
+covariance (Lee et al. 2018, "A simple unified framework for detecting out-of-distribution
+samples"), the covariance shrunk by Ledoit-Wolf (scikit-learn), the classes weighted equally.
 
 The term added to a signal's objective (the class's log-odds or log-softmax, not log p(c | x)
 itself) is the log-density per dimension, (1/d) · log Σ_k exp(−½ D_k(z)) with D_k the Mahalanobis

@@ -239,7 +239,8 @@ class ProsodySignal(SourceFilterSignal):
     3-4, so a gain up to 0.5 clips only its peaks, where a free gain grew to 1.3-1.8 and clipped
     the signal into a square wave in which neither the syllables' shape nor the period is what
     was chosen (on the cue corpus's 1000-clip networks the cap changed which seeds recover rate
-    and pitch, not how many). The starts differ only by their gain (`gain_grid`, within (0, max_gain))."""
+    and pitch, not how many). The starts differ only by their gain (`gain_grid`, within (0,
+    max_gain))."""
 
     def __init__(self, rows: int, samples: int, sample_rate: int, starts: torch.Tensor,
                  f0_grid: tuple[float, ...], rate_grid: tuple[float, ...],
